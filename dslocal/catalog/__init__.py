@@ -1,0 +1,1 @@
+"""The packaged model catalog (DeepSeek variants) and lookups by id and alias."""

@@ -1,0 +1,1 @@
+"""Chat sessions, the reasoning (<think>) parser and the history store."""

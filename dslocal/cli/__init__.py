@@ -1,0 +1,1 @@
+"""The command-line front end: one command group per file, output, and the error boundary."""

@@ -1,0 +1,62 @@
+"""The ``dslocal`` command: a lazily loaded command group behind the error boundary."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from dslocal import __version__
+from dslocal.cli.boundary import run
+from dslocal.cli.context import AppContext
+from dslocal.cli.lazy import LazyCommand, LazyGroup
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+COMMANDS: dict[str, LazyCommand] = {
+    "paths": LazyCommand(
+        "dslocal.cli.paths_cmd:paths_cmd", "Show where dslocal keeps config, models, cache and logs."
+    ),
+    "config": LazyCommand(
+        "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
+    ),
+}
+
+EPILOG = """\b
+Examples:
+  dslocal paths                 where config, models, cache and logs live
+  dslocal config show --json    effective settings and where each came from
+  dslocal config set hf_endpoint https://hf-mirror.com
+
+\b
+Environment: DSLOCAL_HOME puts every dslocal folder under one directory;
+DSLOCAL_CONFIG names the config file; DSLOCAL_DEBUG=1 shows tracebacks.
+"""
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    invoke_without_command=True,
+    context_settings=CONTEXT_SETTINGS,
+    epilog=EPILOG,
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Use this config file (default: see 'dslocal paths'; also DSLOCAL_CONFIG).",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="dslocal", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None) -> None:
+    """dslocal: run DeepSeek R1, V3 and the R1 distills on your own machine through Ollama."""
+    ctx.obj = AppContext(config_file=config_file)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(cli, argv))

@@ -1,0 +1,1 @@
+"""Where model bytes come from (Hugging Face, mirrors, ModelScope, local folders) and the resumable, verified downloader."""

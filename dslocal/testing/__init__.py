@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: real GGUF models generated with the gguf package."""

@@ -1,0 +1,119 @@
+"""The generated test models are real: llama.cpp loads them and generates, split or not."""
+
+from __future__ import annotations
+
+import gguf
+import pytest
+
+from dslocal.testing.ggufgen import SPECIAL_TOKENS, ModelSpec, build_vocab, tensor_plan, write_model
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+KINDS = ("deepseek2-legacy", "deepseek2-mla", "qwen2", "llama")
+DTYPES = ("f32", "f16", "q8_0")
+PROMPT = "<｜User｜>Hello there, what is the cat doing?<｜Assistant｜><think>\n"
+
+
+def greedy(path, n_tokens: int = 24) -> tuple[list[int], list[int]]:
+    llm = llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False)
+    try:
+        prompt = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
+        out: list[int] = []
+        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            out.append(token)
+            if len(out) == n_tokens:
+                break
+        return prompt, out
+    finally:
+        llm.close()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_generated_model_loads_and_generates(make_gguf, kind, dtype):
+    (path,) = make_gguf(kind, dtype)
+    prompt, out = greedy(path)
+    assert len(out) == 24
+    vocab = build_vocab()
+    assert all(0 <= t < len(vocab.tokens) for t in out)
+    # The DeepSeek special tokens are single tokens in the prompt.
+    for special in ("<｜User｜>", "<｜Assistant｜>", "<think>"):
+        assert vocab.tokens.index(special) in prompt
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", ("f16", "q8_0"))
+def test_split_set_generates_exactly_what_the_single_file_does(make_gguf, kind, dtype):
+    (single,) = make_gguf(kind, dtype)
+    shards = make_gguf(kind, dtype, shards=4)
+    assert [p.name for p in shards] == [f"{kind}-{dtype}-{i:05d}-of-00004.gguf" for i in range(1, 5)]
+    assert greedy(shards[0]) == greedy(single)
+
+
+def test_split_metadata_is_written_the_way_llama_cpp_writes_it(make_gguf):
+    shards = make_gguf("deepseek2-mla", "q8_0", shards=4)
+    readers = [gguf.GGUFReader(p) for p in shards]
+    total = sum(len(r.tensors) for r in readers)
+    (single,) = make_gguf("deepseek2-mla", "q8_0")
+    assert total == len(gguf.GGUFReader(single).tensors)
+    for i, reader in enumerate(readers):
+        fields = reader.fields
+        assert fields["split.no"].types == [gguf.GGUFValueType.UINT16]
+        assert fields["split.count"].types == [gguf.GGUFValueType.UINT16]
+        assert fields["split.tensors.count"].types == [gguf.GGUFValueType.INT32]
+        assert fields["split.no"].contents() == i
+        assert fields["split.count"].contents() == 4
+        assert fields["split.tensors.count"].contents() == total
+        # Only the first shard carries the model metadata.
+        assert ("deepseek2.block_count" in fields) == (i == 0)
+        assert ("tokenizer.ggml.tokens" in fields) == (i == 0)
+
+
+@pytest.mark.parametrize("layout", ("legacy", "mla"))
+def test_deepseek2_layouts_carry_the_keys_and_tensors_of_the_wild(make_gguf, layout):
+    (path,) = make_gguf(f"deepseek2-{layout}", "f16")
+    reader = gguf.GGUFReader(path)
+    f = {k: v.contents() for k, v in reader.fields.items() if not k.startswith("tokenizer.ggml.")}
+    names = {t.name for t in reader.tensors}
+    spec = ModelSpec.deepseek2(layout)
+    assert f["general.architecture"] == "deepseek2"
+    assert reader.fields["tokenizer.ggml.pre"].contents() == "deepseek-v3"
+    assert reader.fields["tokenizer.ggml.merges"].contents()  # llama.cpp refuses an empty merges list
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    assert all(t in tokens for t in SPECIAL_TOKENS)
+    if layout == "legacy":
+        assert f["deepseek2.attention.head_count_kv"] == f["deepseek2.attention.head_count"] == 4
+        assert f["deepseek2.attention.key_length"] == spec.qk_nope_dim + spec.rope_dim
+        assert "blk.1.attn_kv_b.weight" in names and "blk.1.attn_k_b.weight" not in names
+    else:
+        assert f["deepseek2.attention.head_count_kv"] == 1
+        assert f["deepseek2.attention.key_length"] == spec.kv_lora_rank + spec.rope_dim
+        assert f["deepseek2.attention.value_length"] == spec.kv_lora_rank
+        assert {"blk.1.attn_k_b.weight", "blk.1.attn_v_b.weight"} <= names
+        assert "blk.1.attn_kv_b.weight" not in names
+    # one leading dense block, then MoE blocks with 3-D expert tensors
+    assert "blk.0.ffn_gate.weight" in names and "blk.0.ffn_gate_exps.weight" not in names
+    exps = next(t for t in reader.tensors if t.name == "blk.1.ffn_gate_exps.weight")
+    assert list(exps.shape) == [spec.n_embd, spec.n_ff_exp, spec.n_expert]
+    assert {"blk.1.exp_probs_b.bias", "blk.1.ffn_up_shexp.weight"} <= names
+
+
+def test_q8_0_models_really_are_quantized(make_gguf):
+    (path,) = make_gguf("deepseek2-mla", "q8_0")
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    assert types["blk.1.ffn_up_exps.weight"] == gguf.GGMLQuantizationType.Q8_0
+    assert types["blk.1.attn_norm.weight"] == gguf.GGMLQuantizationType.F32
+    # a row of 8 cannot hold a 32-wide Q8_0 block: kept at F16, as llama-quantize would
+    assert types["blk.1.attn_k_b.weight"] == gguf.GGMLQuantizationType.F16
+
+
+def test_big_models_stream_with_fast_fill(tmp_path):
+    spec = ModelSpec.deepseek2("mla", n_expert=64, n_ff_exp=256, n_embd=256, n_layer=6, n_head=8)
+    files = write_model(tmp_path / "big.gguf", spec, dtype="f16", shards=3, fast_fill=True)
+    sizes = [f.stat().st_size for f in files]
+    plan_bytes = sum(p.n_elements for p in tensor_plan(spec, len(build_vocab().tokens)))
+    assert len(files) == 3 and sum(sizes) > plan_bytes  # f16 weights: ~2 bytes per element
+    # the tiled pool still gives each tensor its own values
+    reader = gguf.GGUFReader(files[1])
+    first, second = reader.tensors[0], reader.tensors[1]
+    assert first.data.tobytes()[:64] != second.data.tobytes()[:64]
