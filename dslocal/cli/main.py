@@ -19,6 +19,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "paths": LazyCommand(
         "dslocal.cli.paths_cmd:paths_cmd", "Show where dslocal keeps config, models, cache and logs."
     ),
+    "gguf": LazyCommand(
+        "dslocal.cli.gguf_cmd:gguf_group", "Inspect, check, merge and split GGUF files and split sets."
+    ),
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
     ),
@@ -29,6 +32,8 @@ Examples:
   dslocal paths                 where config, models, cache and logs live
   dslocal config show --json    effective settings and where each came from
   dslocal config set hf_endpoint https://hf-mirror.com
+  dslocal gguf inspect DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf
+  dslocal gguf merge X-00001-of-00005.gguf -o X.gguf --delete-shards
 
 \b
 Environment: DSLOCAL_HOME puts every dslocal folder under one directory;
