@@ -248,8 +248,8 @@ class _Reader:
         remaining = self.remaining()
         limit = MAX_ENTRIES_UNKNOWN_SIZE if remaining is None else remaining // max(min_item, 1)
         if count > limit:
-            room = "" if remaining is None else f" but only {remaining:,} bytes follow"
-            raise self.fail(f"the header claims {count:,} {what}{room}", "the file is damaged or not a GGUF model")
+            room = "" if remaining is None else f" but only {remaining:,} bytes follow (truncated or damaged)"
+            raise self.fail(f"the header claims {count:,} {what}{room}", "the file is damaged: download it again")
 
     def string(self, what: str) -> str:
         length = self.u64()

@@ -1,0 +1,157 @@
+"""Merging split sets: equivalent to llama-gguf-split --merge, runs in llama.cpp, survives SIGKILL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import gguf
+import pytest
+
+from dslocal.errors import DiskError, InputError
+from dslocal.gguf_tools import merge as merge_module
+from dslocal.gguf_tools.header import read_file_header
+from dslocal.gguf_tools.merge import journal_path, merge_shards, partial_path
+from dslocal.testing.ggufgen import ModelSpec, write_model
+
+from test_ggufgen_llama import greedy
+
+SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+
+
+def copy_set(shards, folder):
+    folder.mkdir(exist_ok=True)
+    return [shutil.copy(p, folder / p.name) for p in shards]
+
+
+def tensors_of(paths):
+    out = []
+    for path in paths:
+        for t in gguf.GGUFReader(path).tensors:
+            out.append((t.name, int(t.tensor_type), tuple(int(x) for x in t.shape), t.data.tobytes()))
+    return out
+
+
+def metadata(path, drop=SPLIT_KEYS):
+    return {
+        k: f.contents() for k, f in gguf.GGUFReader(path).fields.items()
+        if not k.startswith("GGUF.") and k not in drop
+    }
+
+
+@pytest.mark.parametrize("kind", ["deepseek2-legacy", "deepseek2-mla", "qwen2", "llama"])
+def test_merged_file_equals_the_set_and_generates_the_same_tokens(make_gguf, tmp_path, kind):
+    shards = make_gguf(kind, "q8_0", shards=4)
+    out = tmp_path / "merged.gguf"
+    result = merge_shards(shards[1], out, compute_sha256=True)
+    assert tensors_of([out]) == tensors_of(shards)
+    assert metadata(out) == metadata(shards[0])
+    merged_kv = metadata(out, drop=())
+    assert merged_kv["split.count"] == 0 and merged_kv["split.no"] == 0  # as llama-gguf-split writes
+    assert merged_kv["split.tensors.count"] == len(tensors_of(shards))
+    assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert result.size == out.stat().st_size
+    header = read_file_header(out)
+    assert all((header.data_offset + t.offset) % 32 == 0 for t in header.tensors)
+    assert greedy(out) == greedy(shards[0])
+    assert not partial_path(out).exists() and not journal_path(out).exists()
+
+
+def test_merge_is_deterministic_and_hash_mode_matches_kernel_copy(make_gguf, tmp_path):
+    shards = make_gguf("deepseek2-mla", "f16", shards=3)
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    merge_shards(shards[0], a)
+    merge_shards(shards[0], b, compute_sha256=True)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_existing_output_is_refused_without_force(make_gguf, tmp_path):
+    shards = make_gguf("llama", "f16", shards=2)
+    out = tmp_path / "out.gguf"
+    out.write_bytes(b"precious")
+    with pytest.raises(InputError, match="already exists"):
+        merge_shards(shards[0], out)
+    assert out.read_bytes() == b"precious"
+    merge_shards(shards[0], out, force=True)
+    assert tensors_of([out]) == tensors_of(shards)
+
+
+def test_refuses_with_numbers_when_the_disk_is_too_small(make_gguf, tmp_path, monkeypatch):
+    shards = make_gguf("llama", "f16", shards=2)
+    monkeypatch.setattr(merge_module, "_free_bytes", lambda folder: 1000)
+    with pytest.raises(DiskError, match=r"needs .* free .* there is 1000 B") as info:
+        merge_shards(shards[0], tmp_path / "out.gguf")
+    assert "--delete-shards" in info.value.hint
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_delete_shards_needs_only_the_largest_shard(make_gguf, tmp_path):
+    shards = copy_set(make_gguf("deepseek2-mla", "f32", shards=4), tmp_path / "in")
+    shard_set = merge_module.open_local_set(shards[0])
+    header, _, _ = merge_module.merged_header(shard_set)
+    keep = merge_module.required_bytes(shard_set, len(header), tmp_path, delete_shards=False)
+    delete = merge_module.required_bytes(shard_set, len(header), tmp_path, delete_shards=True)
+    assert delete < keep / 2
+    expected = tensors_of(shards)
+    out = tmp_path / "out.gguf"
+    merge_shards(shards[0], out, delete_shards=True)
+    assert not any(p.exists() for p in shards)
+    assert tensors_of([out]) == expected
+
+
+CRASHER = r"""
+import os, signal, sys
+from dslocal.gguf_tools.merge import merge_shards
+shard, out, kill_after, delete = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+def sink(event):
+    if event.done >= kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+merge_shards(shard, out, delete_shards=delete, progress=sink)
+"""
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_sigkill_at_random_points_then_rerun_gives_the_same_file(make_gguf, tmp_path, delete):
+    spec = ModelSpec.deepseek2("mla", n_layer=6, n_expert=16)
+    (tmp_path / "src").mkdir()
+    source = write_model(tmp_path / "src" / "m.gguf", spec, dtype="f16", shards=5)
+    clean = tmp_path / "clean.gguf"
+    merge_shards(source[0], clean)
+    total = read_file_header(clean).tensor_bytes
+    rng = random.Random(7 + delete)
+    resumed = []
+    for attempt in range(6):
+        work = tmp_path / f"run{attempt}"
+        shards = copy_set(source, work)
+        out = work / "out.gguf"
+        kill_after = rng.randrange(1, total)
+        proc = subprocess.run([sys.executable, "-c", CRASHER, str(shards[0]), str(out), str(kill_after), str(int(delete))])
+        assert proc.returncode == -signal.SIGKILL
+        assert not out.exists(), "a killed merge must not leave a file that looks complete"
+        result = merge_shards(shards[0], out, delete_shards=delete)
+        assert out.read_bytes() == clean.read_bytes(), f"attempt {attempt}, killed after {kill_after} bytes"
+        assert not partial_path(out).exists() and not journal_path(out).exists()
+        if delete:
+            assert not any(p.exists() for p in shards)
+        resumed.append(result.resumed_at_shard)
+    assert max(resumed) > 0, "some kills should land after a shard was journaled"
+
+
+def test_cli_merge_json_and_errors(cli, dslocal_home, make_gguf, tmp_path):
+    shards = make_gguf("qwen2", "q8_0", shards=3)
+    out = tmp_path / "q.gguf"
+    result = cli("gguf", "merge", str(shards[2]), "-o", str(out), "--sha256", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["command"] == "gguf merge"
+    assert doc["data"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert doc["data"]["tensor_count"] == len(tensors_of([out]))
+    again = cli("gguf", "merge", str(shards[0]), "-o", str(out))
+    assert again.returncode == 4 and "already exists" in again.stderr and "--force" in again.stderr
+    missing = cli("gguf", "merge", str(tmp_path / "nope-00001-of-00002.gguf"), "-o", str(tmp_path / "x.gguf"))
+    assert missing.returncode == 4 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
