@@ -19,6 +19,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "paths": LazyCommand(
         "dslocal.cli.paths_cmd:paths_cmd", "Show where dslocal keeps config, models, cache and logs."
     ),
+    "hw": LazyCommand(
+        "dslocal.cli.hw_cmd:hw_cmd", "Detect CPUs, memory, disk and GPUs/accelerators, with what Ollama can use."
+    ),
     "gguf": LazyCommand(
         "dslocal.cli.gguf_cmd:gguf_group", "Inspect, check, merge and split GGUF files and split sets."
     ),
@@ -29,6 +32,7 @@ COMMANDS: dict[str, LazyCommand] = {
 
 EPILOG = """\b
 Examples:
+  dslocal hw                    what this machine has, and what Ollama can use
   dslocal paths                 where config, models, cache and logs live
   dslocal config show --json    effective settings and where each came from
   dslocal config set hf_endpoint https://hf-mirror.com
