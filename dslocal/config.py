@@ -43,6 +43,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Hugging Face or a compatible mirror (e.g. https://hf-mirror.com)",
     ),
     SettingSpec(
+        "hf_mirror_endpoint", str, lambda p: "https://hf-mirror.com", ("DSLOCAL_HF_MIRROR_ENDPOINT",),
+        "the Hugging Face mirror used by --source hf-mirror",
+    ),
+    SettingSpec(
+        "modelscope_endpoint", str, lambda p: "https://www.modelscope.cn", ("DSLOCAL_MODELSCOPE_ENDPOINT",),
+        "ModelScope, used by --source modelscope",
+    ),
+    SettingSpec(
         "ollama_host", str, lambda p: "127.0.0.1:11434", ("OLLAMA_HOST",),
         "address of the Ollama server",
     ),

@@ -22,7 +22,8 @@ def test_config_show_json_contract(cli, dslocal_home):
     assert doc["version"] == 1 and doc["command"] == "config show"
     assert set(doc["data"]) == {"config_file", "settings"}
     assert set(doc["data"]["settings"]) == {
-        "models_dir", "source", "hf_endpoint", "ollama_host", "ollama_models", "connections",
+        "models_dir", "source", "hf_endpoint", "hf_mirror_endpoint", "modelscope_endpoint", "ollama_host",
+        "ollama_models", "connections",
     }
     for entry in doc["data"]["settings"].values():
         assert set(entry) == {"value", "origin"}

@@ -22,6 +22,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "hw": LazyCommand(
         "dslocal.cli.hw_cmd:hw_cmd", "Detect CPUs, memory, disk and GPUs/accelerators, with what Ollama can use."
     ),
+    "download": LazyCommand(
+        "dslocal.cli.download_cmd:download_cmd", "Download a model repository's files (resumable, verified, mirror-aware)."
+    ),
     "gguf": LazyCommand(
         "dslocal.cli.gguf_cmd:gguf_group", "Inspect, check, merge and split GGUF files and split sets."
     ),
