@@ -52,9 +52,9 @@ def test_a_killed_writer_never_leaves_a_half_file_under_the_real_name(tmp_path):
 
 
 def test_packaged_data_reads_from_the_checkout():
-    assert "deepseek-r1.template" in list_data("modelfiles")
+    assert "deepseek-thinking.template" in list_data("modelfiles")
     assert "deepseek2-ud-iq1_s.toml" in list_data("quant_recipes")
-    template = read_data("modelfiles", "deepseek-r1.template")
+    template = read_data("modelfiles", "deepseek-thinking.template")
     assert "range $i, $_ := .Messages" in template and ".Thinking" in template
     assert "<｜User｜>" in template and "<｜end▁of▁sentence｜>" in template
 
@@ -62,5 +62,5 @@ def test_packaged_data_reads_from_the_checkout():
 def test_missing_packaged_file_is_a_clear_error():
     with pytest.raises(NotFoundError, match="no packaged file") as info:
         read_data("modelfiles", "nope.template")
-    assert "deepseek-r1.template" in (info.value.hint or "")
+    assert "deepseek-thinking.template" in (info.value.hint or "")
     assert os.sep not in info.value.message

@@ -27,7 +27,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_carries_the_data_folders(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "dslocal/_data/modelfiles/deepseek-r1.template" in names
+    assert "dslocal/_data/modelfiles/deepseek-thinking.template" in names
     assert "dslocal/_data/quant_recipes/deepseek2-ud-iq1_s.toml" in names
     assert "dslocal/testing/ggufgen.py" in names
     assert not any(name.startswith("tests/") for name in names)
@@ -49,7 +49,7 @@ def test_fresh_venv_runs_the_installed_wheel(wheel, tmp_path):
     probe = (
         "from dslocal.resources import data_folder, read_data\n"
         "import tomllib\n"
-        "t = read_data('modelfiles', 'deepseek-r1.template')\n"
+        "t = read_data('modelfiles', 'deepseek-thinking.template')\n"
         "r = tomllib.loads(read_data('quant_recipes', 'deepseek2-ud-iq1_s.toml'))\n"
         "print(data_folder('modelfiles'))\n"
         "print('.Thinking' in t and '<｜User｜>' in t, r['architecture'], len(r['rules']))\n"

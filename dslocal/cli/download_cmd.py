@@ -15,7 +15,8 @@ from dslocal.units import format_bytes
 @click.command(
     "download",
     epilog="""\b
-REPO is a repository on the hub (ORG/NAME, or hf:ORG/NAME). Files land in
+REPO is a catalog id or alias (see 'dslocal list': its files are chosen for you) or a
+repository on the hub (ORG/NAME, or hf:ORG/NAME). Files land in
 --dir (default: the models folder / ORG/NAME). Interrupted downloads resume where
 they stopped; every file is checked against its sha256; verified files are never
 fetched again. One download per folder at a time: a second one waits.
@@ -27,6 +28,7 @@ local folder (USB drive, share), or auto (probe and pick the fastest; the defaul
 
 \b
 Examples:
+  dslocal download r1-671b-iq1s
   dslocal download unsloth/DeepSeek-R1-GGUF --include 'DeepSeek-R1-UD-IQ1_S/*'
   dslocal download unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF --include '*Q4_K_M.gguf' --source modelscope
   dslocal download unsloth/DeepSeek-R1-GGUF --include '*IQ1_S*' --source /media/usb/models --dir /data/r1
@@ -53,7 +55,16 @@ def download_cmd(
     from dslocal.sources.listing import select
     from dslocal.sources.select import choose
 
+    from dslocal.catalog import load_catalog
+
     settings = app.settings({"source": source, "connections": connections})
+    variant = load_catalog().find(repo)
+    if variant is not None:
+        if variant.multi_node:
+            from dslocal.errors import UsageError
+
+            raise UsageError(f"{variant.id} is the multi-node FP8 original", "see 'dslocal plan r1-671b-fp8 --cluster ...'")
+        repo, include = variant.hf_repo, include or variant.include_globs()
     repo = repo.removeprefix("hf:").strip("/")
     if repo.count("/") != 1:
         from dslocal.errors import UsageError

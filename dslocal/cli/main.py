@@ -19,6 +19,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "paths": LazyCommand(
         "dslocal.cli.paths_cmd:paths_cmd", "Show where dslocal keeps config, models, cache and logs."
     ),
+    "list": LazyCommand("dslocal.cli.catalog_cmd:list_cmd", "Every DeepSeek variant in the catalog, with its fit verdict for this machine."),
+    "show": LazyCommand("dslocal.cli.catalog_cmd:show_cmd", "Everything the catalog knows about one variant."),
+    "plan": LazyCommand("dslocal.cli.plan_cmd:plan_cmd", "Whether and where a model runs here, with its Ollama settings and expected speed."),
+    "recommend": LazyCommand("dslocal.cli.plan_cmd:recommend_cmd", "Every variant ranked for this machine by quality, speed and fit, with a reason each."),
+    "modelfile": LazyCommand("dslocal.cli.plan_cmd:modelfile_cmd", "An Ollama Modelfile for a model, with settings from the plan."),
     "hw": LazyCommand(
         "dslocal.cli.hw_cmd:hw_cmd", "Detect CPUs, memory, disk and GPUs/accelerators, with what Ollama can use."
     ),
@@ -35,6 +40,8 @@ COMMANDS: dict[str, LazyCommand] = {
 
 EPILOG = """\b
 Examples:
+  dslocal recommend             what runs best on this machine, and why
+  dslocal plan r1-671b-q2 --hw rtx4090-64gb
   dslocal hw                    what this machine has, and what Ollama can use
   dslocal paths                 where config, models, cache and logs live
   dslocal config show --json    effective settings and where each came from

@@ -1,0 +1,81 @@
+"""``dslocal list`` and ``dslocal show``: the catalog, with what fits this machine."""
+
+from __future__ import annotations
+
+import click
+
+from dslocal.cli.context import AppContext
+from dslocal.cli.output import emit, json_option, key_values
+from dslocal.cli.planning import hw_option, load_hw, ollama_version_option
+
+
+@click.command(
+    "list",
+    epilog="""\b
+Examples:
+  dslocal list
+  dslocal list --hw 2xh100-512gb
+  dslocal list --json | jq '.data.variants[] | select(.fits) | .id'
+""",
+)
+@hw_option
+@ollama_version_option
+@json_option
+@click.pass_obj
+def list_cmd(app: AppContext, hw: str | None, ollama_version: str | None, as_json: bool) -> None:
+    """Every DeepSeek variant in the catalog, with its fit verdict for this machine."""
+    from dslocal.catalog import load_catalog
+    from dslocal.planner.rank import recommend
+
+    profile = load_hw(app, hw)
+    verdicts = {r.variant.id: r for r in recommend(load_catalog(), profile, ollama_version)}
+    rows = []
+    for v in load_catalog():
+        r = verdicts.get(v.id)
+        rows.append({
+            "id": v.id, "aliases": list(v.aliases), "model": v.model, "quant": v.quant, "size_bytes": v.size_bytes,
+            "shards": v.shard_count, "fits": r.plan.fits if r else False,
+            "placement": r.plan.placement if r else "multi-node",
+            "decode_tokens_per_s": r.plan.decode_tokens_per_s if r else None,
+            "verdict": r.reason if r else "multi-node only: see 'dslocal plan ID --cluster ...'",
+        })
+
+    def human() -> None:
+        for row in rows:
+            mark = "fits" if row["fits"] else "----"
+            alias = row["aliases"][0] if row["aliases"] else ""
+            click.echo(f"{mark}  {row['id']:30s} {alias:24s} {row['size_bytes'] / 1e9:7.1f} GB  {row['verdict']}")
+
+    emit("list", {"hardware": profile.origin, "variants": rows}, as_json=as_json, human=human)
+
+
+@click.command(
+    "show",
+    epilog="""\b
+Examples:
+  dslocal show r1-671b-q2
+  dslocal show r1-distill-qwen-7b --json
+""",
+)
+@click.argument("model")
+@json_option
+def show_cmd(model: str, as_json: bool) -> None:
+    """Everything the catalog knows about one variant."""
+    from dslocal.catalog import load_catalog
+
+    v = load_catalog().get(model)
+    data = v.as_dict()
+
+    def human() -> None:
+        key_values([
+            ("id", v.id), ("aliases", ", ".join(v.aliases)), ("model", f"{v.model} ({v.family})"),
+            ("quant", v.quant), ("architecture", f"{v.architecture}, {v.block_count} blocks, context {v.context_length}"),
+            ("parameters", f"{v.params_b:g}B total, {v.active_params_b:g}B active"),
+            ("size", f"{v.size_bytes / 1e9:.1f} GB ({v.size_source})"),
+            ("repository", f"{v.hf_repo}" + (f" (ModelScope: {v.modelscope_repo})" if v.modelscope_repo else "")),
+            ("files", "\n  ".join(("", *v.paths)) if v.paths else "(list them from the hub)"),
+            ("sampling", ", ".join(f"{k} {getattr(v, k)}" for k in ("temperature", "top_p", "min_p") if getattr(v, k) is not None)),
+            ("licence", v.license), ("notes", v.notes),
+        ])
+
+    emit("show", data, as_json=as_json, human=human)

@@ -1,0 +1,221 @@
+"""``dslocal plan``, ``recommend`` and ``modelfile``: what runs here, how, and how fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dslocal.cli.context import AppContext
+from dslocal.cli.output import emit, json_option, key_values, note
+from dslocal.cli.planning import hw_option, load_hw, ollama_version_option
+from dslocal.units import format_bytes
+
+ctx_option = click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the largest that fits).")
+kv_option = click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
+                         help="KV cache type (quantized needs flash attention).")
+
+
+def _alternatives(profile, ollama_version: str | None, limit: int = 3) -> list[dict[str, Any]]:
+    from dslocal.catalog import load_catalog
+    from dslocal.planner.rank import recommend
+
+    usable = [r for r in recommend(load_catalog(), profile, ollama_version) if r.usable]
+    return [{"variant": r.variant.id, "reason": r.reason} for r in usable[:limit]]
+
+
+@click.command(
+    "plan",
+    epilog="""\b
+ID is a catalog id or alias (see 'dslocal list'), a local GGUF file, or any target
+'dslocal gguf inspect' takes (URL, hf:ORG/REPO/PATH). Catalog ids are planned from the
+catalog's sizes; --exact reads the real GGUF headers first (a few MB, cached).
+
+\b
+Examples:
+  dslocal plan r1-671b-q2 --hw rtx4090-64gb
+  dslocal plan r1-671b-iq1s --hw a100-80gb-256gb --ollama-version 0.5.7
+  dslocal plan r1-distill-qwen-32b --ctx 32768 --json
+  dslocal plan ./DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf
+  dslocal plan r1-671b-fp8 --cluster "2 nodes x 8 H20"
+""",
+)
+@click.argument("model")
+@ctx_option
+@kv_option
+@hw_option
+@ollama_version_option
+@click.option("--engine", type=click.Choice(["ollama", "llama.cpp"]), default="ollama", show_default=True)
+@click.option("--num-gpu", type=click.IntRange(min=0), help="Pin the number of GPU layers instead of planning it.")
+@click.option("--cluster", metavar="SPEC", help="Plan the FP8 original across nodes, e.g. '2 nodes x 8 H20'.")
+@click.option("--exact", is_flag=True, help="Read the variant's real GGUF headers (network, cached).")
+@json_option
+@click.pass_obj
+def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str | None, ollama_version: str | None,
+             engine: str, num_gpu: int | None, cluster: str | None, exact: bool, as_json: bool) -> None:
+    """Whether and where a model runs here, with its Ollama settings and expected speed."""
+    from dslocal.catalog import load_catalog
+    from dslocal.planner.cluster import cluster_plan, parse_cluster
+    from dslocal.planner.fit import plan
+    from dslocal.planner.sources import resolve_facts
+
+    variant = load_catalog().find(model)
+    if cluster or (variant is not None and variant.multi_node):
+        _cluster(variant.id if variant else model, cluster or "1 node x 8 H100", cluster_plan, parse_cluster, as_json)
+        return
+    facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
+    profile = load_hw(app, hw)
+    result = plan(facts, profile, ctx=ctx, kv_type=kv_type, engine=engine, ollama_version=ollama_version,
+                  num_gpu=num_gpu, variant=variant.id if variant else model)
+    data = result.as_dict()
+    data["notes"] = [*source_notes, *data["notes"]]
+    data["hardware"] = profile.origin
+    data["alternatives"] = [] if result.fits else _alternatives(profile, ollama_version)
+    emit("plan", data, as_json=as_json, human=lambda: _print_plan(data))
+
+
+def _print_plan(d: dict[str, Any]) -> None:
+    verdict = "fits" if d["fits"] else "does not fit"
+    click.echo(f"{d['variant']} on {d['hardware']}: {verdict} ({d['placement']})")
+    rows = [
+        ("engine", f"{d['engine']} {d['ollama_version'] or ''}".strip()),
+        ("num_gpu", f"{d['num_gpu'] if d['num_gpu'] is not None else 'unset'} ({d['num_gpu_reason']})"),
+        ("layers on GPU", f"{d['gpu_layers']} of {d['total_layers']}"),
+        ("num_ctx", str(d["num_ctx"])),
+        ("num_thread", str(d["num_thread"])),
+        ("KV cache", f"{d['kv_cache_type']}, {format_bytes(d['kv_cache_bytes'])} "
+                     f"({format_bytes(d['kv_bytes_per_token'])} per token)"),
+        ("flash attention", "on" if d["flash_attention"] else "off"),
+        ("GPU memory", format_bytes(d["gpu_bytes"])),
+        ("RAM", format_bytes(d["ram_bytes"])),
+        ("weights", format_bytes(d["weights_bytes"]) + ("" if d["exact"] else " (estimated)")),
+        ("decode", f"~{d['decode_tokens_per_s']:.3g} tok/s"),
+        ("prefill", f"~{d['prefill_tokens_per_s']:.3g} tok/s"),
+    ]
+    if d["override_tensors"]:
+        rows.append(("llama.cpp -ot", d["override_tensors"]))
+    rows.append(("llama.cpp args", d["llama_cpp_args"]))
+    key_values(rows)
+    for line in d["notes"]:
+        click.echo(f"note: {line}")
+    if d["alternatives"]:
+        click.echo("what fits instead:")
+        for alt in d["alternatives"]:
+            click.echo(f"  {alt['variant']:32s} {alt['reason']}")
+
+
+def _cluster(name: str, spec_text: str, cluster_plan, parse_cluster, as_json: bool) -> None:
+    spec = parse_cluster(spec_text)
+    result = cluster_plan(spec)
+    data = {
+        "variant": name, "fits": result.fits, "placement": "multi-node", "nodes": spec.nodes,
+        "gpus_per_node": spec.gpus_per_node, "gpu": spec.gpu, "total_gpu_bytes": spec.total_bytes,
+        "tensor_parallel": result.tensor_parallel, "sglang": list(result.sglang), "vllm": list(result.vllm),
+        "notes": list(result.notes),
+    }
+
+    def human() -> None:
+        click.echo(f"{name} on {spec.nodes} x {spec.gpus_per_node} {spec.gpu}: {'fits' if result.fits else 'does not fit'}")
+        click.echo("SGLang (one command per node):")
+        for rank, command in enumerate(result.sglang):
+            click.echo(f"  node {rank}: {command}")
+        click.echo("vLLM (Ray):")
+        for command in result.vllm:
+            click.echo(f"  {command}")
+        for line in result.notes:
+            click.echo(f"note: {line}")
+
+    emit("plan", data, as_json=as_json, human=human)
+
+
+@click.command(
+    "recommend",
+    epilog="""\b
+Examples:
+  dslocal recommend
+  dslocal recommend --hw rtx4090-64gb
+  dslocal recommend --hw cpu-only-32gb --json
+""",
+)
+@hw_option
+@ollama_version_option
+@click.option("--all", "show_all", is_flag=True, help="List every variant, not just the top 10.")
+@json_option
+@click.pass_obj
+def recommend_cmd(app: AppContext, hw: str | None, ollama_version: str | None, show_all: bool, as_json: bool) -> None:
+    """Every variant ranked for this machine by quality, speed and fit, with a reason each."""
+    from dslocal.catalog import load_catalog
+    from dslocal.planner.rank import recommend, way_out
+
+    profile = load_hw(app, hw)
+    ranked = recommend(load_catalog(), profile, ollama_version)
+    data = {
+        "hardware": profile.origin,
+        "ranking": [
+            {"variant": r.variant.id, "usable": r.usable, "fits": r.plan.fits, "placement": r.plan.placement,
+             "decode_tokens_per_s": r.plan.decode_tokens_per_s, "quality_tier": r.variant.quality_tier,
+             "reason": r.reason}
+            for r in ranked
+        ],
+        "advice": None if any(r.usable for r in ranked) else way_out(ranked, profile),
+    }
+
+    def human() -> None:
+        shown = ranked if show_all else ranked[:10]
+        for i, r in enumerate(shown, 1):
+            mark = "ok " if r.usable else "slow" if r.plan.fits else "no "
+            click.echo(f"{i:2d}. [{mark}] {r.variant.id:30s} {r.reason}")
+        if data["advice"]:
+            click.echo(f"advice: {data['advice']}")
+
+    emit("recommend", data, as_json=as_json, human=human)
+
+
+@click.command(
+    "modelfile",
+    epilog="""\b
+Examples:
+  dslocal modelfile r1-671b-iq1s --hw rtx4090-64gb --from ./DeepSeek-R1-UD-IQ1_S.gguf
+  dslocal modelfile r1-distill-qwen-7b --ctx 16384 -o Modelfile && ollama create r1-7b -f Modelfile
+""",
+)
+@click.argument("model")
+@ctx_option
+@hw_option
+@ollama_version_option
+@click.option("--from", "from_", help="The FROM line: a GGUF path or model name (default: the variant's file name).")
+@click.option("--system", help="A system prompt (any text; quoted safely).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.pass_obj
+def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, ollama_version: str | None,
+                  from_: str | None, system: str | None, output: Path | None) -> None:
+    """An Ollama Modelfile for a model, with settings from the plan."""
+    from dslocal.fsutil import atomic_write_bytes
+    from dslocal.ollama.modelfile import load_family, render
+    from dslocal.planner.fit import plan
+    from dslocal.planner.sources import resolve_facts
+
+    facts, variant, _ = resolve_facts(model, app.settings())
+    profile = load_hw(app, hw)
+    result = plan(facts, profile, ctx=ctx, ollama_version=ollama_version, variant=variant.id if variant else model)
+    family = load_family(variant.template if variant else _family_for(facts.architecture))
+    default_from = f"./{variant.files[0]}" if variant and variant.files else model
+    text = render(
+        family, from_=from_ or default_from, num_ctx=result.num_ctx, num_thread=result.num_thread,
+        num_gpu=result.num_gpu, system=system,
+        temperature=variant.temperature if variant else None, top_p=variant.top_p if variant else None,
+        min_p=variant.min_p if variant else None, license_text=variant.license if variant else None,
+        comment=f"planned for {profile.origin}: {result.placement}, ~{result.decode_tokens_per_s:.3g} tok/s",
+    )
+    if output is not None:
+        atomic_write_bytes(output, text.encode("utf-8"))
+        note(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+def _family_for(architecture: str) -> str:
+    return {"deepseek2": "deepseek-r1", "qwen2": "distill-qwen", "llama": "distill-llama", "qwen3": "qwen3"}.get(
+        architecture, "distill-qwen"
+    )

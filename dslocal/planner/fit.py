@@ -1,0 +1,430 @@
+"""Fit and offload: where a model runs on a machine, with which settings, and how fast.
+
+Placement follows llama.cpp's rules: ``-ngl N`` puts the output layer first, then the
+last N-1 blocks, on the GPUs (Ollama's ``num_gpu`` counts the same way: 61 blocks + 1
+output = 62 for DeepSeek). For MoE models the better split (llama.cpp ``-ot``, and what
+llama-server's fit does inside Ollama >= 0.30) keeps attention, shared experts and the
+KV cache on the GPU and moves routed experts to system memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dslocal.hardware.profile import Gpu, HardwareProfile
+from dslocal.hardware.support import verdict
+from dslocal.planner import speed
+from dslocal.planner.facts import ModelFacts
+from dslocal.planner.memory import (
+    GIB,
+    MIB,
+    RUNTIME_OVERHEAD,
+    compute_buffer_bytes,
+    kv_bytes_per_token,
+    kv_bytes_per_token_layer,
+    kv_cache_bytes,
+    padded_ctx,
+)
+
+OLLAMA_AUTO_FIT = (0, 30, 0)
+LATEST_OLLAMA = (0, 32, 15)
+RANK = {"gpu": 4, "partial": 3, "cpu": 2, "mmap": 1, "none": 0}
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in text.strip().lstrip("v").split("-")[0].split(".")[:3] if p.isdigit()]
+    return tuple((parts + [0, 0, 0])[:3])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class GpuShare:
+    index: int
+    name: str
+    budget_bytes: int
+    used_bytes: int
+    layers: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    variant: str
+    model: str
+    engine: str
+    ollama_version: str | None
+    fits: bool
+    placement: str  # gpu | partial | cpu | mmap | none
+    num_gpu: int | None
+    num_gpu_reason: str
+    gpu_layers: int  # output + blocks on GPUs (Ollama's count)
+    total_layers: int
+    num_ctx: int
+    num_thread: int
+    kv_cache_type: str
+    flash_attention: bool
+    weights_bytes: int
+    gpu_bytes: int
+    ram_bytes: int
+    kv_cache_bytes: int
+    kv_bytes_per_token: int
+    compute_bytes: int
+    decode_tokens_per_s: float
+    prefill_tokens_per_s: float
+    override_tensors: str | None  # llama.cpp -ot for MoE expert placement
+    llama_cpp_args: str
+    gpus: tuple[GpuShare, ...]
+    unsloth_offload: int | None
+    exact: bool
+    facts_source: str
+    notes: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["gpus"] = [asdict(g) for g in self.gpus]
+        data["notes"] = list(self.notes)
+        return data
+
+
+@dataclass
+class _Layout:
+    placement: str
+    gpu_weights: int
+    gpu_kv: int
+    gpu_layers: int
+    gpu_used: list[int]
+    gpu_layer_counts: list[int]
+    cpu_weights: int
+    cpu_kv: int
+    compute: int
+    experts_on_cpu_from: int | None  # MoE: routed experts of blocks >= this stay in RAM
+    ram_needed: int
+    ram_fits: bool
+    notes: list[str]
+
+
+def _usable(profile: HardwareProfile, engine: str) -> list[Gpu]:
+    usable = []
+    for gpu in profile.gpus:
+        v = verdict(gpu)
+        if gpu.memory_total_bytes and (v.ollama or engine == "llama.cpp" and v.backend in ("vulkan", "cann", "musa")):
+            usable.append(gpu)
+    return usable
+
+
+def _budgets(gpus: list[Gpu], compute: int) -> list[int]:
+    budgets = []
+    for i, gpu in enumerate(gpus):
+        free = gpu.memory_free_bytes if gpu.memory_free_bytes is not None else gpu.memory_total_bytes or 0
+        overhead = RUNTIME_OVERHEAD.get(verdict(gpu).backend, 457 * MIB)
+        budgets.append(max(free - overhead - (compute if i == 0 else 0), 0))
+    return budgets
+
+
+def _ram_available(profile: HardwareProfile, gpu_weights_on_unified: int) -> int:
+    reserve = max(GIB, int(profile.memory.total_bytes * 0.05))  # the OS and everything else
+    return max(profile.memory.available_bytes - reserve - gpu_weights_on_unified, 0)
+
+
+def _layers_layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel: int,
+                   flash: bool, profile: HardwareProfile) -> _Layout:
+    kv_layer = int(kv_bytes_per_token_layer(facts, kv_type) * padded_ctx(ctx) * parallel)
+    compute = compute_buffer_bytes(facts, ctx, flash)
+    budgets = _budgets(gpus, compute)
+    left = list(budgets)
+    counts = [0] * len(gpus)
+    items = [(facts.output_bytes, 0)] + [(facts.block_bytes[i], kv_layer) for i in reversed(range(facts.block_count))]
+    g = placed = gpu_weights = gpu_kv = 0
+    for weights, kv in items:
+        while g < len(gpus) and weights + kv > left[g]:
+            g += 1
+        if g >= len(gpus):
+            break
+        left[g] -= weights + kv
+        counts[g] += 1
+        placed += 1
+        gpu_weights += weights
+        gpu_kv += kv
+    n_blocks_gpu = max(placed - 1, 0)
+    cpu_weights = facts.weight_bytes - gpu_weights
+    cpu_kv = kv_layer * (facts.block_count - n_blocks_gpu)
+    cpu_compute = compute if placed == 0 else compute // 4
+    unified = sum(budgets[i] - left[i] for i, gpu in enumerate(gpus) if gpu.unified_memory)
+    ram_needed = cpu_weights + cpu_kv + cpu_compute
+    placement = "gpu" if placed == facts.block_count + 1 else "partial" if placed else "cpu"
+    return _Layout(
+        placement, gpu_weights, gpu_kv, placed,
+        [b - lft + (compute if i == 0 else 0) for i, (b, lft) in enumerate(zip(budgets, left)) if counts[i]],
+        counts, cpu_weights, cpu_kv, compute, None, ram_needed,
+        ram_needed <= _ram_available(profile, unified), [],
+    )
+
+
+def _experts_layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel: int,
+                    flash: bool, profile: HardwareProfile) -> _Layout | None:
+    """All layers on the GPUs with routed experts in RAM (and early blocks' experts back on spare VRAM)."""
+    if not facts.expert_count or not gpus:
+        return None
+    kv_total = kv_cache_bytes(facts, ctx, kv_type, parallel)
+    compute = compute_buffer_bytes(facts, ctx, flash)
+    budget = sum(_budgets(gpus, compute))
+    non_expert = facts.weight_bytes - facts.embed_bytes - facts.expert_bytes
+    spare = budget - non_expert - kv_total
+    if spare < 0:
+        return None
+    first_cpu = 0
+    for i in range(facts.block_count):
+        if facts.block_expert_bytes[i] > spare:
+            break
+        spare -= facts.block_expert_bytes[i]
+        first_cpu = i + 1
+    experts_gpu = sum(facts.block_expert_bytes[:first_cpu])
+    gpu_weights = non_expert + experts_gpu
+    cpu_weights = facts.weight_bytes - gpu_weights
+    ram_needed = cpu_weights + compute // 4
+    unified = gpu_weights + kv_total if any(g.unified_memory for g in gpus) else 0
+    placement = "gpu" if first_cpu >= facts.block_count else "partial"
+    return _Layout(
+        placement, gpu_weights, kv_total, facts.block_count + 1, [gpu_weights + kv_total + compute],
+        [facts.block_count + 1], cpu_weights, 0, compute, first_cpu if first_cpu < facts.block_count else None,
+        ram_needed, ram_needed <= _ram_available(profile, unified), [],
+    )
+
+
+def _finalize(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, mmap_ok: bool, swap_counts: bool) -> _Layout:
+    """Decide whether the CPU share fits RAM, or must stream from disk (mmap), or cannot run."""
+    if layout.ram_fits:
+        return layout
+    available = _ram_available(profile, 0) + (profile.memory.swap_free_bytes if swap_counts else 0)
+    if swap_counts and layout.ram_needed <= available:
+        layout.ram_fits = True
+        layout.notes.append("the CPU share fits only with swap: expect heavy paging")
+        return layout
+    non_weight = layout.ram_needed - layout.cpu_weights
+    if mmap_ok and non_weight <= _ram_available(profile, 0):
+        layout.placement = "mmap"
+        return layout
+    layout.placement = "none"
+    return layout
+
+
+def _layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel: int, flash: bool,
+            profile: HardwareProfile, engine: str, version: tuple[int, int, int]) -> _Layout:
+    old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
+    layers = _layers_layout(facts, gpus, ctx, kv_type, parallel, flash, profile)
+    if old_ollama:
+        return _finalize(layers, facts, profile, mmap_ok=False, swap_counts=True)
+    experts = _experts_layout(facts, gpus, ctx, kv_type, parallel, flash, profile)
+    # MoE: attention + KV on the GPUs and routed experts in RAM reads far fewer bytes from RAM per token.
+    best = experts if layers.placement != "gpu" and experts is not None else layers
+    return _finalize(best, facts, profile, mmap_ok=True, swap_counts=False)
+
+
+def _quality(layout: _Layout) -> tuple[int, int, int]:
+    """Better placement, then more weights on GPUs; when streaming from disk, more RAM left for the page cache."""
+    streaming = -(layout.ram_needed - layout.cpu_weights) if layout.placement == "mmap" else 0
+    return RANK[layout.placement], layout.gpu_weights, streaming
+
+
+def _unsloth_offload(facts: ModelFacts, gpus: list[Gpu]) -> int | None:
+    """Unsloth's rule of thumb: floor(VRAM_GB / FileSize_GB x n_layers - 4), sizes in GiB."""
+    if facts.architecture != "deepseek2" or not gpus:
+        return None
+    vram = sum(g.memory_total_bytes or 0 for g in gpus) / GIB
+    size = facts.weight_bytes / GIB
+    return max(int(vram / size * facts.block_count - 4), 0)
+
+
+def _ot_pattern(first_cpu: int | None, n_layer: int) -> str:
+    if first_cpu is None or first_cpu <= 0:
+        return r".ffn_.*_exps.=CPU"
+    blocks = "|".join(str(i) for i in range(first_cpu, n_layer))
+    return rf"blk\.({blocks})\.ffn_.*_exps\.=CPU"
+
+
+def plan(
+    facts: ModelFacts,
+    profile: HardwareProfile,
+    *,
+    ctx: int | None = None,
+    kv_type: str = "f16",
+    engine: str = "ollama",
+    ollama_version: str | None = None,
+    parallel: int = 1,
+    num_gpu: int | None = None,
+    cpu_bw: float | None = None,
+    variant: str | None = None,
+) -> Plan:
+    version = parse_version(ollama_version) if ollama_version else LATEST_OLLAMA
+    gpus = _usable(profile, engine)
+    flash = bool(gpus) or kv_type != "f16"
+    notes: list[str] = []
+    if kv_type != "f16":
+        notes.append(f"a {kv_type} KV cache needs flash attention (OLLAMA_FLASH_ATTENTION=1, OLLAMA_KV_CACHE_TYPE={kv_type})")
+    unusable = [g for g in profile.gpus if g not in gpus]
+    for g in unusable:
+        notes.append(f"{g.name}: not used ({verdict(g).reason})" + (f"; {verdict(g).advisory}" if verdict(g).advisory else ""))
+
+    trained = facts.context_length
+    base_ctx = min(4096, trained)
+
+    def at(n: int) -> _Layout:
+        return _layout(facts, gpus, n, kv_type, parallel, flash, profile, engine, version)
+
+    if ctx is not None:
+        if ctx > trained:
+            notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
+        num_ctx = min(ctx, trained)
+        layout = at(num_ctx)
+    else:
+        base = at(base_ctx)
+        lo, hi = base_ctx // 256, (trained // 256 if base.placement != "none" else base_ctx // 256)
+        while lo < hi:  # the largest context that keeps the placement reached at base_ctx
+            mid = (lo + hi + 1) // 2
+            if _quality(at(mid * 256)) >= _quality(base):
+                lo = mid
+            else:
+                hi = mid - 1
+        num_ctx = max(lo * 256, base_ctx)
+        layout = at(num_ctx)
+        notes.append(f"num_ctx {num_ctx}: the largest context that keeps this placement (the model's own is {trained})")
+
+    kv_total = kv_cache_bytes(facts, num_ctx, kv_type, parallel)
+    kv_token = kv_bytes_per_token(facts, kv_type)
+    if facts.layout == "legacy":
+        notes.append(
+            f"legacy deepseek2 GGUF: an MHA-sized KV cache of {kv_token / MIB:.2f} MiB per token "
+            f"({kv_cache_bytes(facts, 2048, kv_type) / GIB:.1f} GiB at 2048 tokens); MLA re-quants need ~1/70 of that"
+        )
+    elif facts.layout == "mla":
+        notes.append(f"MLA deepseek2 GGUF: a compressed KV cache of {kv_token / 1024:.0f} KiB per token (K only)")
+
+    # num_gpu, by Ollama version
+    old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
+    if num_gpu is not None:
+        pinned, reason = num_gpu, "pinned by the user"
+    elif engine != "ollama":
+        pinned = 999 if layout.experts_on_cpu_from is not None or layout.placement == "gpu" else layout.gpu_layers
+        reason = "llama.cpp -ngl"
+    elif old_ollama:
+        pinned = layout.gpu_layers
+        reason = (f"Ollama {'.'.join(map(str, version))} counts whole layers: {facts.block_count} blocks + 1 output "
+                  f"= {facts.block_count + 1}")
+    else:
+        pinned = None
+        reason = ("left unset: from v0.30 Ollama runs llama-server, whose fit places layers and MoE experts itself; "
+                  "a pinned num_gpu would skip it")
+
+    ot = _ot_pattern(layout.experts_on_cpu_from, facts.block_count) if layout.experts_on_cpu_from is not None else None
+
+    # speed
+    share = facts.expert_used / facts.expert_count if facts.expert_count else 1.0
+    active = [b - e * (1 - share) for b, e in zip(facts.block_bytes, facts.block_expert_bytes)]
+    if layout.experts_on_cpu_from is not None:
+        k = layout.experts_on_cpu_from
+        gpu_active = sum(a - e * share for a, e in zip(active, facts.block_expert_bytes)) + facts.output_bytes
+        gpu_active += sum(e * share for e in facts.block_expert_bytes[:k])
+        cpu_active = sum(e * share for e in facts.block_expert_bytes[k:])
+        gpu_kv_frac = 1.0
+    else:
+        n_gpu_blocks = max(layout.gpu_layers - 1, 0)
+        gpu_blocks = range(facts.block_count - n_gpu_blocks, facts.block_count)
+        gpu_active = sum(active[i] for i in gpu_blocks) + (facts.output_bytes if layout.gpu_layers else 0)
+        cpu_active = sum(active) + facts.output_bytes - gpu_active
+        gpu_kv_frac = n_gpu_blocks / facts.block_count if facts.block_count else 0.0
+    kv_read = kv_token * min(speed.FILLED_CONTEXT, num_ctx)
+    gpu_bytes_tok = gpu_active + kv_read * gpu_kv_frac
+    cpu_bytes_tok = cpu_active + kv_read * (1 - gpu_kv_frac)
+    disk_bytes_tok = 0.0
+    if layout.placement == "mmap":
+        room = max(_ram_available(profile, 0) - (layout.ram_needed - layout.cpu_weights), 0)
+        resident = min(room / layout.cpu_weights, 1.0) if layout.cpu_weights else 1.0
+        disk_bytes_tok = cpu_active * (1 - resident)
+        cpu_bytes_tok -= disk_bytes_tok
+        notes.append(
+            f"the weights do not fit in RAM: llama.cpp streams {layout.cpu_weights / GIB:.0f} GiB from disk with mmap "
+            f"({resident:.0%} stays cached); speed is bound by the SSD"
+        )
+    gpu_bw, gpu_flops = speed.gpu_spec(gpus[0]) if gpus else (0.0, 0.0)
+    bw_cpu = cpu_bw or speed.cpu_bandwidth(profile)
+    decode = speed.decode_tokens_per_s(
+        gpu_bytes_tok, cpu_bytes_tok, disk_bytes_tok, gpu_bw, bw_cpu, moe=bool(facts.expert_count)
+    )
+    active_params = facts.params * (facts.active_bytes / max(facts.weight_bytes - facts.embed_bytes, 1))
+    total_active = gpu_active + cpu_active
+    gpu_frac = gpu_active / total_active if total_active else 0.0
+    flops = 1.0 / ((gpu_frac / (gpu_flops * 0.35) if gpu_flops else 0.0) + (1 - gpu_frac) / speed.cpu_flops(profile))
+    prefill = flops / (2 * active_params) if active_params else 0.0
+    if layout.placement == "none":
+        decode = prefill = 0.0
+    notes.append(
+        f"speed from a bandwidth model ({total_active / GIB:.1f} GiB of weights and "
+        f"{kv_read / GIB:.1f} GiB of KV cache read per token"
+        f"{', ' + format(bw_cpu / 1e9, '.0f') + ' GB/s assumed for system memory' if cpu_active else ''}); an estimate"
+    )
+
+    unsloth = _unsloth_offload(facts, gpus)
+    if unsloth is not None and old_ollama:
+        notes.append(
+            f"Unsloth's rule of thumb floor(VRAM/size x {facts.block_count} - 4) gives {unsloth} layers; this plan gives "
+            f"{max(layout.gpu_layers - 1, 0)} blocks (+ output) because it counts the KV cache for {num_ctx} tokens, "
+            f"the compute buffer and the per-GPU runtime overhead"
+        )
+    if not facts.exact:
+        notes.append("sizes estimated from the catalog; plan a downloaded file (or run online) for exact header sizes")
+    notes.extend(layout.notes)
+
+    # "fits" means it runs from memory; streaming weights from disk (mmap) is possible but not a fit.
+    fits = layout.placement not in ("none", "mmap")
+    if layout.placement == "none":
+        notes.append(
+            "does not fit: " + (
+                f"Ollama {'.'.join(map(str, version))} refuses when the CPU share ({layout.ram_needed / GIB:.0f} GiB) "
+                "exceeds free RAM + swap" if old_ollama else
+                f"needs {layout.ram_needed / GIB:.0f} GiB of RAM beyond the GPUs for the cache and buffers"
+            )
+        )
+    ngl = "999" if pinned == 999 else str(layout.gpu_layers)
+    cli_args = f"-c {num_ctx} -ngl {ngl} -t {profile.cpu.physical_cores}"
+    if kv_type != "f16":
+        cli_args += f" -fa on --cache-type-k {kv_type} --cache-type-v {kv_type}"
+    if ot:
+        cli_args += f' -ot "{ot}"'
+    shares = []
+    layout_counts = [c for c in layout.gpu_layer_counts]
+    budgets = _budgets(gpus, layout.compute)
+    used_iter = iter(layout.gpu_used)
+    for i, gpu in enumerate(gpus):
+        count = layout_counts[i] if i < len(layout_counts) else 0
+        used = next(used_iter, 0) if count else 0
+        shares.append(GpuShare(gpu.index, gpu.name, budgets[i], used, count))
+    return Plan(
+        variant=variant or facts.name,
+        model=facts.name,
+        engine=engine,
+        ollama_version=".".join(map(str, version)) if engine == "ollama" else None,
+        fits=fits,
+        placement=layout.placement,
+        num_gpu=pinned,
+        num_gpu_reason=reason,
+        gpu_layers=layout.gpu_layers,
+        total_layers=facts.block_count + 1,
+        num_ctx=num_ctx,
+        num_thread=profile.cpu.physical_cores,
+        kv_cache_type=kv_type,
+        flash_attention=flash,
+        weights_bytes=facts.weight_bytes,
+        gpu_bytes=layout.gpu_weights + layout.gpu_kv + (layout.compute if layout.gpu_layers else 0),
+        ram_bytes=layout.ram_needed,
+        kv_cache_bytes=kv_total,
+        kv_bytes_per_token=int(kv_token),
+        compute_bytes=layout.compute,
+        decode_tokens_per_s=round(decode, 2),
+        prefill_tokens_per_s=round(prefill, 1),
+        override_tensors=ot,
+        llama_cpp_args=cli_args,
+        gpus=tuple(shares),
+        unsloth_offload=unsloth,
+        exact=facts.exact,
+        facts_source=facts.source,
+        notes=tuple(notes),
+    )
