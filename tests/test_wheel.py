@@ -30,6 +30,8 @@ def test_wheel_carries_the_data_folders(wheel):
     assert "dslocal/_data/modelfiles/deepseek-thinking.template" in names
     assert "dslocal/_data/quant_recipes/deepseek2-ud-iq1_s.toml" in names
     assert "dslocal/testing/ggufgen.py" in names
+    assert "dslocal/catalog/variants.toml" in names
+    assert "dslocal/_data/modelfiles/families.toml" in names
     assert not any(name.startswith("tests/") for name in names)
 
 
@@ -52,6 +54,8 @@ def test_fresh_venv_runs_the_installed_wheel(wheel, tmp_path):
         "t = read_data('modelfiles', 'deepseek-thinking.template')\n"
         "r = tomllib.loads(read_data('quant_recipes', 'deepseek2-ud-iq1_s.toml'))\n"
         "print(data_folder('modelfiles'))\n"
+        "from dslocal.catalog import load_catalog\n"
+        "assert load_catalog().get('r1-671b-q2').shard_count == 5\n"
         "print('.Thinking' in t and '<｜User｜>' in t, r['architecture'], len(r['rules']))\n"
     )
     result = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -1,0 +1,60 @@
+"""The memory model against llama.cpp itself: predicted model buffer and KV cache within 5%."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dslocal.gguf_tools.shards import open_local_set
+from dslocal.planner.facts import from_shard_set
+from dslocal.planner.memory import kv_cache_bytes
+from dslocal.testing.ggufgen import ModelSpec, write_model
+
+pytest.importorskip("llama_cpp")
+
+MIB = 1 << 20
+SPECS = {
+    "deepseek2-mla": ModelSpec.deepseek2("mla", n_embd=512, n_layer=6, n_head=8, n_expert=16, n_ff_exp=256,
+                                         q_lora_rank=128, kv_lora_rank=64, n_ff=1024),
+    "deepseek2-legacy": ModelSpec.deepseek2("legacy", n_embd=512, n_layer=6, n_head=8, n_expert=16, n_ff_exp=256,
+                                            q_lora_rank=128, kv_lora_rank=64, n_ff=1024),
+    "qwen2": ModelSpec.qwen2(n_embd=512, n_layer=8, n_head=8, n_head_kv=2, n_ff=1536),
+    "llama": ModelSpec.llama(n_embd=512, n_layer=8, n_head=8, n_head_kv=4, n_ff=1536),
+}
+LOADER = """
+import sys
+from llama_cpp import Llama
+Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, verbose=True)
+"""
+
+
+def llama_cpp_report(path, n_ctx: int) -> tuple[float, float]:
+    """(model buffer MiB, KV cache MiB) as llama.cpp prints them when loading."""
+    out = subprocess.run([sys.executable, "-c", LOADER, str(path), str(n_ctx)], capture_output=True, text=True, timeout=120)
+    log = out.stdout + out.stderr
+    model = sum(float(m) for m in re.findall(r"model buffer size\s*=\s*([\d.]+) MiB", log))
+    kv = re.search(r"llama_kv_cache: size\s*=\s*([\d.]+) MiB", log)
+    assert model and kv, log[-2000:]
+    return model, float(kv[1])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reality")
+    return {kind: write_model(folder / f"{kind}.gguf", spec, dtype="q8_0" if "mla" in kind else "f16", fast_fill=True)[0]
+            for kind, spec in SPECS.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECS))
+@pytest.mark.parametrize("n_ctx", [1000, 2048, 3500])
+def test_predicted_sizes_match_llama_cpp(models, kind, n_ctx):
+    facts = from_shard_set(open_local_set(models[kind]))
+    model_mib, kv_mib = llama_cpp_report(models[kind], n_ctx)
+    predicted_model = facts.weight_bytes / MIB
+    predicted_kv = kv_cache_bytes(facts, n_ctx) / MIB
+    assert predicted_model == pytest.approx(model_mib, rel=0.05)
+    assert predicted_kv == pytest.approx(kv_mib, rel=0.05)
+    assert model_mib > 10, "models must be large enough for llama.cpp's 0.01 MiB rounding not to matter"
