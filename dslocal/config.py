@@ -51,6 +51,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "ModelScope, used by --source modelscope",
     ),
     SettingSpec(
+        "ollama_release_base", str, lambda p: "https://github.com/ollama/ollama/releases/download",
+        ("DSLOCAL_OLLAMA_RELEASE_BASE",), "where 'dslocal ollama install' fetches releases (a GitHub mirror works)",
+    ),
+    SettingSpec(
         "ollama_host", str, lambda p: "127.0.0.1:11434", ("OLLAMA_HOST",),
         "address of the Ollama server",
     ),

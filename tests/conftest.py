@@ -47,7 +47,7 @@ def dslocal_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in (
         "DSLOCAL_CONFIG", "DSLOCAL_MODELS_DIR", "DSLOCAL_SOURCE", "DSLOCAL_HF_ENDPOINT", "HF_ENDPOINT",
         "OLLAMA_HOST", "OLLAMA_MODELS", "DSLOCAL_CONNECTIONS", "DSLOCAL_DEBUG",
-        "DSLOCAL_HF_MIRROR_ENDPOINT", "DSLOCAL_MODELSCOPE_ENDPOINT", "HF_TOKEN",
+        "DSLOCAL_HF_MIRROR_ENDPOINT", "DSLOCAL_MODELSCOPE_ENDPOINT", "HF_TOKEN", "DSLOCAL_OLLAMA_RELEASE_BASE",
     ):
         monkeypatch.delenv(name, raising=False)
     return home

@@ -138,7 +138,7 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_file(make_gguf, tmp_
         assert not partial_path(out).exists() and not journal_path(out).exists()
         if delete:
             assert not any(p.exists() for p in shards)
-        resumed.append(result.resumed_at_shard)
+        resumed.append(result.resumed_at_tensor)
     assert max(resumed) > 0, "some kills should land after a shard was journaled"
 
 
@@ -155,3 +155,47 @@ def test_cli_merge_json_and_errors(cli, dslocal_home, make_gguf, tmp_path):
     assert again.returncode == 4 and "already exists" in again.stderr and "--force" in again.stderr
     missing = cli("gguf", "merge", str(tmp_path / "nope-00001-of-00002.gguf"), "-o", str(tmp_path / "x.gguf"))
     assert missing.returncode == 4 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def disk_usage(*folders) -> int:
+    return sum(p.stat().st_blocks * 512 for folder in folders for p in folder.rglob("*") if p.is_file())
+
+
+def test_delete_shards_peak_disk_is_the_model_plus_one_tensor(tmp_path):
+    spec = ModelSpec.deepseek2("legacy", n_layer=6, n_expert=16, n_embd=256, n_ff_exp=128, n_head=8)
+    work = tmp_path / "w"
+    work.mkdir()
+    shards = write_model(work / "m.gguf", spec, dtype="f16", shards=4)
+    model_bytes = disk_usage(work)
+    reference = tensors_of(shards)
+    largest_tensor = max(t.n_bytes for p in shards for t in read_file_header(p).tensors)
+    peak = [0]
+
+    def sink(event):
+        peak[0] = max(peak[0], disk_usage(work))
+
+    result = merge_shards(shards[0], work / "out.gguf", delete_shards=True, compute_sha256=True, progress=sink)
+    assert result.deleted_shards and not any(p.exists() for p in shards)
+    assert tensors_of([result.path]) == reference
+    assert result.sha256 == hashlib.sha256(result.path.read_bytes()).hexdigest()
+    assert peak[0] <= model_bytes + largest_tensor + 64 * 1024, (peak[0], model_bytes, largest_tensor)
+    assert peak[0] <= 1.05 * model_bytes
+
+
+@pytest.mark.parametrize("kind", ["deepseek2-mla", "qwen2"])
+def test_ollama_layout_is_llama_cpp_load_order_and_idempotent(make_gguf, tmp_path, kind):
+    shards = make_gguf(kind, "q8_0", shards=3)
+    out = merge_shards(shards[0], tmp_path / "canon.gguf", layout="ollama", compute_sha256=True)
+    header = read_file_header(out.path)
+    names = [t.name for t in header.tensors]
+    assert names[:3] == ["output.weight", "output_norm.weight", "token_embd.weight"]
+    blocks = [n for n in names if n.startswith("blk.")]
+    assert blocks == sorted(blocks, key=lambda n: (int(n.split(".")[1]), n))
+    keys = list(header.kv)
+    assert not any(k.startswith("split.") for k in keys)
+    assert keys[-2:] == ["general.quantization_version", "general.file_type"] or keys[-1] == "general.file_type"
+    assert header.get("general.quantization_version") == 2
+    assert sorted(tensors_of([out.path])) == sorted(tensors_of(shards))
+    assert greedy(out.path) == greedy(shards[0])
+    again = merge_shards(out.path, tmp_path / "canon2.gguf", layout="ollama", compute_sha256=True)
+    assert again.sha256 == out.sha256, "a canonical file rewrites to itself"

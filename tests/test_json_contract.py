@@ -22,7 +22,7 @@ def test_config_show_json_contract(cli, dslocal_home):
     assert doc["version"] == 1 and doc["command"] == "config show"
     assert set(doc["data"]) == {"config_file", "settings"}
     assert set(doc["data"]["settings"]) == {
-        "models_dir", "source", "hf_endpoint", "hf_mirror_endpoint", "modelscope_endpoint", "ollama_host",
+        "models_dir", "source", "hf_endpoint", "hf_mirror_endpoint", "modelscope_endpoint", "ollama_release_base", "ollama_host",
         "ollama_models", "connections",
     }
     for entry in doc["data"]["settings"].values():

@@ -131,13 +131,13 @@ def merge_cmd(
         "sha256": result.sha256,
         "shards": list(result.shards),
         "tensor_count": result.tensor_count,
-        "resumed_at_shard": result.resumed_at_shard,
+        "resumed_at_tensor": result.resumed_at_tensor,
         "deleted_shards": result.deleted_shards,
     }
 
     def human() -> None:
-        if result.resumed_at_shard:
-            note(f"continued an interrupted merge at shard {result.resumed_at_shard + 1}")
+        if result.resumed_at_tensor:
+            note(f"continued an interrupted merge after {result.resumed_at_tensor} tensors")
         click.echo(f"{result.path}  ({format_bytes(result.size)}, {result.tensor_count} tensors from {len(result.shards)} shards)")
         if result.sha256:
             click.echo(f"sha256 {result.sha256}")

@@ -19,6 +19,12 @@ COMMANDS: dict[str, LazyCommand] = {
     "paths": LazyCommand(
         "dslocal.cli.paths_cmd:paths_cmd", "Show where dslocal keeps config, models, cache and logs."
     ),
+    "pull": LazyCommand("dslocal.cli.pull_cmd:pull_cmd", "Download, verify, merge and import a DeepSeek model into Ollama, with the least disk."),
+    "ollama": LazyCommand("dslocal.cli.ollama_cmd:ollama_group", "Start, stop and inspect a dslocal-managed Ollama server."),
+    "ls": LazyCommand("dslocal.cli.models_cmd:ls_cmd", "Ollama's models, with where dslocal got them from."),
+    "rm": LazyCommand("dslocal.cli.models_cmd:rm_cmd", "Remove a model from Ollama (its blobs go at the server's next prune)."),
+    "ps": LazyCommand("dslocal.cli.models_cmd:ps_cmd", "Loaded models and their GPU share (size_vram / size)."),
+    "tune": LazyCommand("dslocal.cli.models_cmd:tune_cmd", "Change a model's parameters; re-created cheaply from itself (no weights copied)."),
     "list": LazyCommand("dslocal.cli.catalog_cmd:list_cmd", "Every DeepSeek variant in the catalog, with its fit verdict for this machine."),
     "show": LazyCommand("dslocal.cli.catalog_cmd:show_cmd", "Everything the catalog knows about one variant."),
     "plan": LazyCommand("dslocal.cli.plan_cmd:plan_cmd", "Whether and where a model runs here, with its Ollama settings and expected speed."),
@@ -41,6 +47,7 @@ COMMANDS: dict[str, LazyCommand] = {
 EPILOG = """\b
 Examples:
   dslocal recommend             what runs best on this machine, and why
+  dslocal pull r1-distill-qwen-7b
   dslocal plan r1-671b-q2 --hw rtx4090-64gb
   dslocal hw                    what this machine has, and what Ollama can use
   dslocal paths                 where config, models, cache and logs live

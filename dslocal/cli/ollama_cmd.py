@@ -1,0 +1,123 @@
+"""``dslocal ollama``: a dslocal-managed Ollama daemon."""
+
+from __future__ import annotations
+
+import click
+
+from dslocal.cli.context import AppContext
+from dslocal.cli.output import emit, json_option, key_values, note
+
+
+def _files(app: AppContext):
+    from dslocal.ollama.daemon import DaemonFiles
+
+    return DaemonFiles(
+        pid_file=app.paths.state_dir / "ollama.pid",
+        log_file=app.paths.log_dir / "ollama.log",
+        managed_binary=app.paths.data_dir / "ollama" / "bin" / "ollama",
+    )
+
+
+@click.group("ollama", epilog="""\b
+Examples:
+  dslocal ollama start                 serve on 127.0.0.1:11434 with OLLAMA_MODELS from the settings
+  dslocal ollama start --kv-cache-type q8_0 --context-length 16384
+  dslocal ollama status --json
+  dslocal ollama logs -n 100
+""")
+def ollama_group() -> None:
+    """Start, stop and inspect a dslocal-managed Ollama server."""
+
+
+@ollama_group.command("start")
+@click.option("--kv-cache-type", type=click.Choice(["f16", "q8_0", "q4_0"]), help="OLLAMA_KV_CACHE_TYPE.")
+@click.option("--context-length", type=click.IntRange(min=256), help="OLLAMA_CONTEXT_LENGTH.")
+@click.option("--keep-alive", default="30m", show_default=True, help="OLLAMA_KEEP_ALIVE.")
+@click.option("--wait", type=float, default=30.0, show_default=True, help="Seconds to wait for readiness.")
+@click.pass_obj
+def start_cmd(app: AppContext, kv_cache_type: str | None, context_length: int | None, keep_alive: str, wait: float) -> None:
+    """Start 'ollama serve' in the background, with a PID file and a log file."""
+    from pathlib import Path
+
+    from dslocal.ollama.daemon import is_loopback, start
+
+    settings = app.settings()
+    host = str(settings["ollama_host"])
+    if not is_loopback(host):
+        note(f"warning: Ollama will listen on {host}, reachable from other machines; it has no authentication")
+    pid = start(_files(app), host, Path(settings["ollama_models"]), wait=wait, kv_cache_type=kv_cache_type,
+                context_length=context_length, keep_alive=keep_alive)
+    note(f"Ollama is running (pid {pid}) at {host}; logs: {_files(app).log_file}")
+
+
+@ollama_group.command("stop")
+@click.pass_obj
+def stop_cmd(app: AppContext) -> None:
+    """Stop the managed server (SIGTERM, then SIGKILL after 10 s)."""
+    from dslocal.ollama.daemon import stop
+
+    note("stopped" if stop(_files(app)) else "dslocal's Ollama server was not running")
+
+
+@ollama_group.command("restart")
+@click.pass_context
+def restart_cmd(ctx: click.Context) -> None:
+    """Stop, then start, the managed server."""
+    ctx.invoke(stop_cmd)
+    ctx.invoke(start_cmd)
+
+
+@ollama_group.command("status")
+@json_option
+@click.pass_obj
+def status_cmd(app: AppContext, as_json: bool) -> None:
+    """Whether a server answers, who runs it, and which versions."""
+    from dataclasses import asdict
+
+    from dslocal.ollama.daemon import status
+
+    result = status(_files(app), str(app.settings()["ollama_host"]))
+    data = asdict(result)
+
+    def human() -> None:
+        key_values([
+            ("server", f"{'running' if result.running else 'not running'} at {result.host}"),
+            ("version", result.api_version or "-"),
+            ("managed by dslocal", f"pid {result.managed_pid}" if result.managed_pid else "no"),
+            ("system service", "yes" if result.system_service else "no"),
+            ("binary", f"{result.binary} ({result.binary_version})" if result.binary else "not found: 'dslocal ollama install'"),
+        ])
+
+    emit("ollama status", data, as_json=as_json, human=human)
+
+
+@ollama_group.command("logs")
+@click.option("-n", "lines", type=click.IntRange(min=1), default=50, show_default=True)
+@click.pass_obj
+def logs_cmd(app: AppContext, lines: int) -> None:
+    """The last lines of the managed server's log."""
+    from dslocal.ollama.daemon import tail_log
+
+    for line in tail_log(_files(app), lines):
+        click.echo(line)
+
+
+@ollama_group.command("install", epilog="""\b
+Examples:
+  dslocal ollama install
+  dslocal ollama install --version 0.32.15
+  DSLOCAL_OLLAMA_RELEASE_BASE=https://mirror.example/ollama/releases/download dslocal ollama install
+""")
+@click.option("--version", "version", default=None, help="The release to install (default: 0.32.15).")
+@click.pass_obj
+def install_cmd(app: AppContext, version: str | None) -> None:
+    """Install the official Ollama release for this OS and CPU under dslocal's data folder (Linux)."""
+    from dslocal.cli.progress import transfer_bars
+    from dslocal.ollama.install import DEFAULT_VERSION, install
+
+    settings = app.settings()
+    dest = app.paths.data_dir / "ollama"
+    with transfer_bars() as sink:
+        binary = install(dest, version=version or DEFAULT_VERSION, base=str(settings["ollama_release_base"]),
+                         progress=sink, notify=note)
+    note(f"installed {binary}; start it with 'dslocal ollama start'")

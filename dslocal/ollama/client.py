@@ -1,0 +1,158 @@
+"""A small client of the Ollama REST API as it is today (create with blobs, NDJSON streams, thinking).
+
+requests, not ollama-python: create needs ``HEAD /api/blobs`` before uploading (the
+library uploads unconditionally), and every failure must become an :class:`OllamaError`
+with the next step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from dslocal.errors import NotFoundError, OllamaError
+
+DEFAULT_PORT = 11434
+
+
+def base_url(host: str) -> str:
+    """``OLLAMA_HOST`` as Ollama reads it: ``h`` and ``h:p`` default to port 11434; ``http://h`` means port 80."""
+    host = host.strip() or "127.0.0.1:11434"
+    if "://" not in host:
+        host_part, _, port = host.partition(":")
+        return f"http://{host_part or '127.0.0.1'}:{port or DEFAULT_PORT}"
+    parts = urlsplit(host)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def file_digest(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+            if progress:
+                progress(len(block))
+    return "sha256:" + digest.hexdigest()
+
+
+class OllamaClient:
+    def __init__(self, host: str, timeout: float = 10.0) -> None:
+        self.url = base_url(host)
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False  # a proxy must never sit between us and a local daemon
+
+    # -- plumbing
+    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        try:
+            return self.session.request(method, self.url + path, timeout=kw.pop("timeout", self.timeout), **kw)
+        except requests.ConnectionError:
+            raise OllamaError(
+                f"no Ollama server answers at {self.url}", "start one with 'dslocal ollama start' (or 'ollama serve')"
+            ) from None
+        except requests.Timeout:
+            raise OllamaError(f"the Ollama server at {self.url} did not answer in time", "check 'dslocal ollama logs'") from None
+
+    @staticmethod
+    def _error(response: requests.Response) -> str:
+        try:
+            return str(response.json().get("error", response.text))
+        except ValueError:
+            return response.text.strip() or f"HTTP {response.status_code}"
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        response = self._request(method, path, **kw)
+        if response.status_code == 404:
+            raise NotFoundError(f"Ollama: {self._error(response)}", "see 'dslocal ls' for the models Ollama has")
+        if response.status_code >= 400:
+            raise OllamaError(f"Ollama refused {method} {path}: {self._error(response)}", "see 'dslocal ollama logs'")
+        return response.json()
+
+    def _stream(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        response = self._request("POST", path, json=body, stream=True, timeout=(self.timeout, timeout))
+        with response:
+            if response.status_code >= 400:
+                raise OllamaError(f"Ollama refused {path}: {self._error(response)}", "see 'dslocal ollama logs'")
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    raise OllamaError(f"Ollama: {event['error']}", "see 'dslocal ollama logs'")
+                yield event
+
+    # -- API
+    def is_running(self) -> bool:
+        try:
+            return self.session.get(self.url + "/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def version(self) -> str:
+        return str(self._json("GET", "/api/version")["version"])
+
+    def blob_exists(self, digest: str) -> bool:
+        return self._request("HEAD", f"/api/blobs/{digest}").status_code == 200
+
+    def push_blob(self, path: Path, digest: str, progress: Callable[[int], None] | None = None) -> bool:
+        """Upload ``path`` unless the server has it; returns whether bytes were sent."""
+        if self.blob_exists(digest):
+            return False
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as handle:
+                while block := handle.read(8 << 20):
+                    if progress:
+                        progress(len(block))
+                    yield block
+
+        headers = {"Content-Length": str(os.path.getsize(path))}
+        response = self._request("POST", f"/api/blobs/{digest}", data=chunks(), headers=headers, timeout=(self.timeout, None))
+        if response.status_code >= 400:
+            raise OllamaError(f"uploading {path.name} failed: {self._error(response)}", "check the file and retry")
+        return True
+
+    def create(self, model: str, *, files: dict[str, str] | None = None, from_: str | None = None,
+               template: str | None = None, system: str | None = None, parameters: dict[str, Any] | None = None,
+               license_text: str | None = None, progress: Callable[[str], None] | None = None) -> None:
+        body: dict[str, Any] = {"model": model, "stream": True}
+        for key, value in (("files", files), ("from", from_), ("template", template), ("system", system),
+                           ("parameters", parameters), ("license", license_text)):
+            if value:
+                body[key] = value
+        for event in self._stream("/api/create", body):
+            if progress and "status" in event:
+                progress(str(event["status"]))
+
+    def tags(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/api/tags").get("models", []))
+
+    def show(self, model: str) -> dict[str, Any]:
+        return dict(self._json("POST", "/api/show", json={"model": model}))
+
+    def delete(self, model: str) -> None:
+        response = self._request("DELETE", "/api/delete", json={"model": model})
+        if response.status_code == 404:
+            raise NotFoundError(f"Ollama has no model {model!r}", "see 'dslocal ls'")
+        if response.status_code >= 400:
+            raise OllamaError(f"deleting {model} failed: {self._error(response)}", "see 'dslocal ollama logs'")
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/api/ps").get("models", []))
+
+    def chat(self, model: str, messages: list[dict[str, Any]], *, think: bool | None = None,
+             options: dict[str, Any] | None = None, timeout: float | None = 600) -> Iterator[dict[str, Any]]:
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if think is not None:
+            body["think"] = think
+        if options:
+            body["options"] = options
+        return self._stream("/api/chat", body, timeout=timeout)
