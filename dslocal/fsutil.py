@@ -50,3 +50,17 @@ def atomic_output(path: Path, mode: str = "wb") -> Iterator[IO]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_output(path, "wb") as handle:
         handle.write(data)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temporary files that an interrupted :func:`atomic_output` left beside ``path``."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)

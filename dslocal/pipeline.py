@@ -34,7 +34,7 @@ from typing import Any
 from dslocal.catalog import Variant, load_catalog
 from dslocal.config import Settings
 from dslocal.errors import DiskError, InputError, OllamaError, UsageError
-from dslocal.fsutil import atomic_write_bytes
+from dslocal.fsutil import atomic_write_bytes, remove_stale_temps
 from dslocal.gguf_tools.ggml_types import FILE_TYPES
 from dslocal.gguf_tools.header import read_file_header
 from dslocal.gguf_tools.merge import merge_shards
@@ -151,6 +151,7 @@ class Journal:
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)
+        remove_stale_temps(self.path)
 
 
 def _disk_free(path: Path) -> int:

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dslocal.errors import DiskError, InputError
-from dslocal.fsutil import atomic_write_bytes, fsync_dir
+from dslocal.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from dslocal.gguf_tools.header import (
     _MIN_SIZE,
     T_UINT32,
@@ -348,6 +348,7 @@ def merge_shards(
         os.replace(partial, output)
         fsync_dir(output.parent)
         journal_path(output).unlink(missing_ok=True)
+        remove_stale_temps(journal_path(output))
         return MergeResult(output, journal.output_size, digest, tuple(journal.shards), len(out.tensors), already, True)
     remaining = [set(names) for names in journal.shard_tensors]
     owner = {name: k for k, names in enumerate(journal.shard_tensors) for name in names}
@@ -420,6 +421,7 @@ def merge_shards(
     os.replace(partial, output)
     fsync_dir(output.parent)
     journal_path(output).unlink(missing_ok=True)
+    remove_stale_temps(journal_path(output))
     return MergeResult(
         path=output,
         size=journal.output_size,

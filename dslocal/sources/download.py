@@ -33,7 +33,7 @@ from pathlib import Path
 import requests
 
 from dslocal.errors import DiskError, DslocalError, NetworkError
-from dslocal.fsutil import atomic_write_bytes, fsync_dir
+from dslocal.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from dslocal.progress import Progress, ProgressSink, RateMeter, null_sink
 from dslocal.sources.http import CONNECT_TIMEOUT, raise_for_status
 from dslocal.sources.listing import RemoteFile, safe_target
@@ -372,6 +372,7 @@ def _discard_partial(target: Path) -> None:
     for path in (part_path(target), state_path(target)):
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    remove_stale_temps(state_path(target))
 
 
 def fetch_file(
@@ -398,6 +399,7 @@ def fetch_file(
             os.replace(part, target)
             fsync_dir(target.parent)
             state_path(target).unlink(missing_ok=True)
+            remove_stale_temps(state_path(target))
             with ledger_lock:
                 ledger.record(remote, target, digest if remote.sha256 else None)
             status = "downloaded" if attempt == 1 else "downloaded-after-refetch"
@@ -475,6 +477,7 @@ def download(
             progress(Progress("download", all_done, total, name, rate, eta))
 
         ledger = Ledger(folder)
+        remove_stale_temps(ledger.path)
         ledger_lock = threading.Lock()
         results: list[FileResult] = []
 
