@@ -285,7 +285,10 @@ def pull(
 
     # -- create
     family = load_family(resolved.template)
-    assert the_plan is not None
+    if the_plan is None:  # resumed after the blob was made: plan from its header
+        facts = from_shard_set(open_local_set(store.blob_path(digest)), name=resolved.name)
+        the_plan = plan(facts, profile, ctx=request.ctx, ollama_version=version, variant=resolved.name)
+        result.plan = the_plan.as_dict()
     parameters: dict[str, Any] = {"stop": list(STOP_TOKENS), "num_ctx": the_plan.num_ctx,
                                   "num_thread": the_plan.num_thread}
     if the_plan.num_gpu is not None and not new_server:

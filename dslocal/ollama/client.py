@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,28 @@ def file_digest(path: Path, progress: Callable[[int], None] | None = None) -> st
             if progress:
                 progress(len(block))
     return "sha256:" + digest.hexdigest()
+
+
+class _Reporting:
+    """A file wrapper that reports bytes read (requests still sees the file's size through fileno)."""
+
+    def __init__(self, handle: Any, progress: Callable[[int], None]) -> None:
+        self.handle = handle
+        self.progress = progress
+
+    def fileno(self) -> int:
+        return self.handle.fileno()
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def seek(self, *args: Any) -> int:
+        return self.handle.seek(*args)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.progress(len(data))
+        return data
 
 
 class OllamaClient:
@@ -107,15 +128,9 @@ class OllamaClient:
         if self.blob_exists(digest):
             return False
 
-        def chunks() -> Iterator[bytes]:
-            with open(path, "rb") as handle:
-                while block := handle.read(8 << 20):
-                    if progress:
-                        progress(len(block))
-                    yield block
-
-        headers = {"Content-Length": str(os.path.getsize(path))}
-        response = self._request("POST", f"/api/blobs/{digest}", data=chunks(), headers=headers, timeout=(self.timeout, None))
+        with open(path, "rb") as handle:  # a real file: requests streams it with its Content-Length
+            body = _Reporting(handle, progress) if progress else handle
+            response = self._request("POST", f"/api/blobs/{digest}", data=body, timeout=(self.timeout, None))
         if response.status_code >= 400:
             raise OllamaError(f"uploading {path.name} failed: {self._error(response)}", "check the file and retry")
         return True

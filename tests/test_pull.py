@@ -1,0 +1,207 @@
+"""``dslocal pull`` end to end: loopback hub double -> downloader -> merge -> Ollama double."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hubdouble import run_hub
+from ollama_double import run_ollama
+
+from dslocal.config import load_settings
+from dslocal.errors import DiskError, OllamaError
+from dslocal.hardware.presets import load_profile
+from dslocal.ollama.client import OllamaClient
+from dslocal.ollama.store import Store
+from dslocal.pipeline import PullRequest, pull
+from dslocal.testing.ggufgen import ModelSpec, write_model
+
+pytest.importorskip("llama_cpp")
+
+REPO = "unsloth/Test-R1-GGUF"
+# Many small tensors, like the real thing: the largest is ~1% of the model (an R1 expert tensor is ~0.6%).
+SPEC = ModelSpec.deepseek2("mla", n_embd=256, n_layer=24, n_head=8, n_expert=8, n_ff_exp=128, q_lora_rank=64,
+                           kv_lora_rank=64, n_ff=512)
+MODEL = f"hf:{REPO}:Q8_0"
+
+
+@pytest.fixture(scope="module")
+def hub_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    folder = root / REPO / "Q8_0"
+    folder.mkdir(parents=True)
+    write_model(folder / "Test-R1-Q8_0.gguf", SPEC, dtype="q8_0", shards=4, fast_fill=True)
+    return root
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, hub_root):
+    """A fresh dslocal home and Ollama store; yields a function that binds them to the doubles."""
+    home = tmp_path / "home"
+    store = tmp_path / "ollama-models"
+    monkeypatch.setenv("DSLOCAL_HOME", str(home))
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    monkeypatch.setenv("DSLOCAL_SOURCE", "hf")
+    for name in ("DSLOCAL_CONFIG", "HF_TOKEN", "DSLOCAL_MODELS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+    def bind(hub_url: str, ollama_url: str = "http://127.0.0.1:9") -> None:
+        monkeypatch.setenv("DSLOCAL_HF_ENDPOINT", hub_url)
+        monkeypatch.setenv("OLLAMA_HOST", ollama_url.removeprefix("http://"))
+
+    bind.home, bind.store = home, store  # type: ignore[attr-defined]
+    return bind
+
+
+def model_bytes(hub_root: Path) -> int:
+    return sum(p.stat().st_size for p in (hub_root / REPO).rglob("*.gguf"))
+
+
+def usage(*folders: Path) -> int:
+    """Allocated bytes under ``folders``; files may vanish while we look (renames, deletions)."""
+    total = 0
+    for folder in folders:
+        for path in folder.rglob("*") if folder.exists() else ():
+            try:
+                if path.is_file():
+                    total += path.stat().st_blocks * 512
+            except FileNotFoundError:
+                continue
+    return total
+
+
+class PeakMeter:
+    """Disk used under some folders, measured at every progress event and by a fast sampler thread."""
+
+    def __init__(self, *folders: Path) -> None:
+        self.folders = folders
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __call__(self, _event=None) -> None:
+        self.peak = max(self.peak, usage(*self.folders))
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self()
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self()
+
+
+@pytest.mark.parametrize("version, bound", [("0.32.15", 2.05), ("0.5.7", 1.05)])
+def test_pull_end_to_end_with_the_least_disk(env, hub_root, version, bound):
+    with run_hub(hub_root) as hub, run_ollama(env.store, version) as ollama:
+        env(hub.url, ollama.url)
+        settings = load_settings()
+        download_dir = settings.models_dir
+        with PeakMeter(download_dir, env.store) as meter:
+            result = pull(PullRequest(model=MODEL), settings, load_profile("cpu-only-64gb"), progress=meter)
+        client = OllamaClient(ollama.url.removeprefix("http://"))
+        names = [m["name"] for m in client.tags()]
+        assert result.name in names
+        store = Store(env.store)
+        assert result.digest == store.model_layer(result.name)
+        referenced = store.referenced()
+        leftovers = [p.name for p in store.blobs.iterdir() if p.name.replace("-", ":", 1) not in referenced]
+        assert leftovers == [], "no unreferenced copy is left behind by dslocal"
+        assert not list(download_dir.rglob("*.gguf")), "the downloaded shards were consumed by the merge"
+        assert result.smoke and result.smoke["tokens"]
+        if version == "0.5.7":
+            assert ollama.blob_uploads == 0, "the merge wrote straight into the store: create uploaded nothing"
+    assert meter.peak <= bound * model_bytes(hub_root), (meter.peak, model_bytes(hub_root))
+
+
+def test_remote_store_uploads_and_leaves_no_local_copy(env, hub_root, tmp_path):
+    with run_hub(hub_root) as hub, run_ollama(tmp_path / "server-store", "0.32.15") as ollama:
+        env(hub.url, ollama.url)
+        result = pull(PullRequest(model=MODEL, smoke_test=False), load_settings(), load_profile("cpu-only-64gb"))
+        assert ollama.blob_uploads == 1
+        assert result.name in [m["name"] for m in OllamaClient(ollama.url).tags()]
+    assert not list(Path(env.store).rglob("sha256-*")), "the local blob was removed after the upload"
+
+
+def test_direct_writes_a_store_ollama_can_read(env, hub_root):
+    with run_hub(hub_root) as hub:
+        env(hub.url)  # no Ollama server at all
+        with PeakMeter(load_settings().models_dir, env.store) as meter:
+            result = pull(PullRequest(model=MODEL, direct=True), load_settings(), load_profile("cpu-only-64gb"),
+                          progress=meter)
+    assert meter.peak <= 1.05 * model_bytes(hub_root)
+    with run_ollama(env.store, "0.32.15") as ollama:
+        client = OllamaClient(ollama.url)
+        assert result.name in [m["name"] for m in client.tags()]
+        shown = client.show(result.name)
+        assert "thinking" in shown["capabilities"]
+        chunks = list(client.chat(result.name, [{"role": "user", "content": "hi"}], options={"num_predict": 4}))
+        assert chunks[-1]["done"]
+
+
+def test_dry_run_and_errors(env, hub_root, monkeypatch):
+    with run_hub(hub_root) as hub:
+        env(hub.url)
+        dry = pull(PullRequest(model=MODEL, dry_run=True), load_settings(), load_profile("cpu-only-64gb"))
+        assert dry.dry_run and dry.disk_plan["model_bytes"] == model_bytes(hub_root)
+        with pytest.raises(OllamaError, match="no Ollama server") as info:
+            pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"))
+        assert "dslocal ollama start" in info.value.hint
+        with run_ollama(env.store, "0.32.15") as ollama:
+            env(hub.url, ollama.url)
+            import dslocal.pipeline as pipeline
+
+            monkeypatch.setattr(pipeline, "_disk_free", lambda path: 1000)
+            with pytest.raises(DiskError, match="needs .* you have 1000 B"):
+                pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"))
+            assert not list(load_settings().models_dir.rglob("*.gguf")), "nothing fetched before refusing"
+
+
+CHILD = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from dslocal.config import load_settings
+from dslocal.hardware.presets import load_profile
+from dslocal.pipeline import PullRequest, pull
+target = sys.argv[1]
+
+def sink(event):
+    if event.task == target or (target == "merge-half" and event.task == "merge" and event.total and event.done * 2 >= event.total):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+result = pull(PullRequest(model=sys.argv[3]), load_settings(), load_profile("cpu-only-64gb"), progress=sink)
+print("DIGEST", result.digest)
+"""
+
+
+def test_sigkill_at_each_step_then_rerun_gives_the_same_digest(env, hub_root, tmp_path, monkeypatch):
+    with run_hub(hub_root) as hub:
+        reference = None
+        for target in ("step:download", "step:verify", "merge-half", "step:create", "step:smoke", "none"):
+            store = tmp_path / f"store-{target}"
+            monkeypatch.setenv("OLLAMA_MODELS", str(store))
+            monkeypatch.setenv("DSLOCAL_HOME", str(tmp_path / f"home-{target}"))
+            with run_ollama(store, "0.32.15") as ollama:
+                env(hub.url, ollama.url)
+                argv = [sys.executable, "-c", CHILD, target, str(Path(__file__).parent), MODEL]
+                first = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+                if target != "none":
+                    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+                second = subprocess.run(argv[:3] + ["never"] + argv[4:], capture_output=True, text=True, timeout=300)
+                assert second.returncode == 0, second.stderr[-2000:]
+                digest = second.stdout.split("DIGEST")[-1].strip()
+                if reference is None:
+                    reference = digest
+                assert digest == reference, target
+                assert Store(store).model_layer(digest and OllamaClient(ollama.url).tags()[0]["name"]) == reference
