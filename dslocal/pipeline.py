@@ -50,6 +50,7 @@ from dslocal.progress import Progress, ProgressSink, null_sink
 from dslocal.units import format_bytes
 
 JOURNAL_VERSION = 1
+MIN_OLLAMA = (0, 5, 5)  # the 'modelfile' field of /api/create was removed; 'files' arrived
 Notify = Callable[[str], None]
 
 
@@ -194,6 +195,11 @@ def pull(
     if not request.direct:
         if client.is_running():
             version = client.version()
+            if parse_version(version) < MIN_OLLAMA:
+                raise OllamaError(
+                    f"Ollama {version} is older than 0.5.5, whose create API (blobs + files) dslocal uses",
+                    "update Ollama ('dslocal ollama install'), or use --direct",
+                )
         elif not request.dry_run:
             raise OllamaError(
                 f"no Ollama server answers at {client.url}",

@@ -205,3 +205,41 @@ def test_sigkill_at_each_step_then_rerun_gives_the_same_digest(env, hub_root, tm
                     reference = digest
                 assert digest == reference, target
                 assert Store(store).model_layer(digest and OllamaClient(ollama.url).tags()[0]["name"]) == reference
+
+
+def test_pull_a_local_folder_keeps_the_users_files(env, hub_root, tmp_path):
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    for shard in (hub_root / REPO / "Q8_0").iterdir():
+        (folder / shard.name).write_bytes(shard.read_bytes())
+    before = sorted(p.name for p in folder.iterdir())
+    with run_ollama(env.store, "0.32.15") as ollama:
+        env("http://127.0.0.1:9", ollama.url)  # no hub: an air-gapped install
+        result = pull(PullRequest(model=str(folder), name="offline"), load_settings(), load_profile("cpu-only-64gb"))
+        assert result.name == "offline:latest" and result.smoke
+        assert "offline:latest" in [m["name"] for m in OllamaClient(ollama.url).tags()]
+    assert sorted(p.name for p in folder.iterdir()) == before, "the user's own shards are never deleted"
+
+
+def test_an_ollama_too_old_for_the_create_api(env, hub_root):
+    with run_hub(hub_root) as hub, run_ollama(env.store, "0.5.4") as ollama:
+        env(hub.url, ollama.url)
+        with pytest.raises(OllamaError, match="older than 0.5.5") as info:
+            pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"))
+        assert "--direct" in info.value.hint
+
+
+def test_pull_by_catalog_id(env, tmp_path):
+    from dslocal.catalog import load_catalog
+
+    variant = load_catalog().get("r1-671b-iq1s")
+    folder = tmp_path / "hub" / variant.hf_repo / variant.hf_folder
+    folder.mkdir(parents=True)
+    write_model(folder / "DeepSeek-R1-UD-IQ1_S.gguf", ModelSpec.deepseek2("legacy"), dtype="q8_0", shards=3)
+    with run_hub(tmp_path / "hub") as hub, run_ollama(env.store, "0.32.15") as ollama:
+        env(hub.url, ollama.url)
+        result = pull(PullRequest(model="r1-671b-iq1s"), load_settings(), load_profile("2xh100-512gb"))
+        assert result.name == "r1-671b-iq1s:latest"
+        params = OllamaClient(ollama.url).show(result.name)["parameters"]
+        assert "min_p" in params and "0.05" in params, "the variant's own sampling advice"
+        assert result.plan["variant"] == "r1-671b-iq1s"
