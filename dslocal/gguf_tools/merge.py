@@ -302,54 +302,11 @@ def _hash_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def merge_shards(
-    any_shard: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    force: bool = False,
-    delete_shards: bool = False,
-    compute_sha256: bool = False,
-    layout: str = "llama.cpp",
-    progress: ProgressSink = null_sink,
-    check_space: bool = True,
-) -> MergeResult:
-    """Merge the set ``any_shard`` belongs to into ``output``; see the module docstring."""
-    output = Path(output).expanduser().absolute()
-    if not output.parent.is_dir():
-        raise InputError(f"the output folder {output.parent} does not exist", "create it, or choose another -o")
-    journal = _load_journal(output)
+def _ordered_merge(
+    output: Path, journal: _Journal, out: GGUFHeader, compute_sha256: bool, progress: ProgressSink
+) -> tuple[str | None, int]:
+    """Copy tensors in output order, hashing on the way; returns (sha256, tensors an earlier run had done)."""
     partial = partial_path(output)
-    resuming = (
-        journal is not None and partial.exists() and journal.layout == layout
-        and journal.done < sum(len(names) for names in journal.shard_tensors)
-        and journal.mode == ("shrink" if delete_shards else "ordered")
-    )
-    if not resuming:
-        if output.exists() and not force:
-            raise InputError(f"{output} already exists", "pass --force to replace it, or choose another -o")
-        shard_set = open_local_set(any_shard)
-        if str(output) in {str(Path(f).absolute()) for f in shard_set.files}:
-            raise InputError(f"the output {output.name} would overwrite one of the shards", "choose another -o")
-        journal = _start(shard_set, output, layout, delete_shards, check_space)
-    assert journal is not None
-
-    out = read_file_header(partial, check_size=False)
-    if journal.mode == "shrink":
-        try:
-            already = _shrink_merge(output, journal, out, progress)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise DiskError(
-                    f"the disk filled up while merging into {output.parent}",
-                    "free some space and rerun the same command: the merge continues where it stopped",
-                ) from None
-            raise
-        digest = _hash_file(partial) if compute_sha256 else None
-        os.replace(partial, output)
-        fsync_dir(output.parent)
-        journal_path(output).unlink(missing_ok=True)
-        remove_stale_temps(journal_path(output))
-        return MergeResult(output, journal.output_size, digest, tuple(journal.shards), len(out.tensors), already, True)
     remaining = [set(names) for names in journal.shard_tensors]
     owner = {name: k for k, names in enumerate(journal.shard_tensors) for name in names}
     for tensor in out.tensors[: journal.done]:
@@ -406,18 +363,64 @@ def merge_shards(
             if not remaining[k]:
                 os.close(fds.pop(k))
         os.fsync(fd)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskError(
-                f"the disk filled up while merging into {output.parent}",
-                "free some space and rerun the same command: the merge continues where it stopped",
-            ) from None
-        raise
     finally:
         os.close(fd)
         for handle in fds.values():
             os.close(handle)
+    return (hasher.hexdigest() if hasher is not None else None), resumed_at
 
+
+@contextlib.contextmanager
+def _resumable_when_the_disk_fills(folder: Path):
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskError(
+                f"the disk filled up while merging into {folder}",
+                "free some space and rerun the same command: the merge continues where it stopped",
+            ) from None
+        raise
+
+
+def merge_shards(
+    any_shard: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    delete_shards: bool = False,
+    compute_sha256: bool = False,
+    layout: str = "llama.cpp",
+    progress: ProgressSink = null_sink,
+    check_space: bool = True,
+) -> MergeResult:
+    """Merge the set ``any_shard`` belongs to into ``output``; see the module docstring."""
+    output = Path(output).expanduser().absolute()
+    if not output.parent.is_dir():
+        raise InputError(f"the output folder {output.parent} does not exist", "create it, or choose another -o")
+    journal = _load_journal(output)
+    partial = partial_path(output)
+    resuming = (
+        journal is not None and partial.exists() and journal.layout == layout
+        and journal.done < sum(len(names) for names in journal.shard_tensors)
+        and journal.mode == ("shrink" if delete_shards else "ordered")
+    )
+    if not resuming:
+        if output.exists() and not force:
+            raise InputError(f"{output} already exists", "pass --force to replace it, or choose another -o")
+        shard_set = open_local_set(any_shard)
+        if str(output) in {str(Path(f).absolute()) for f in shard_set.files}:
+            raise InputError(f"the output {output.name} would overwrite one of the shards", "choose another -o")
+        journal = _start(shard_set, output, layout, delete_shards, check_space)
+    assert journal is not None
+
+    out = read_file_header(partial, check_size=False)
+    with _resumable_when_the_disk_fills(output.parent):
+        if journal.mode == "shrink":
+            already = _shrink_merge(output, journal, out, progress)
+            digest = _hash_file(partial) if compute_sha256 else None
+        else:
+            digest, already = _ordered_merge(output, journal, out, compute_sha256, progress)
     os.replace(partial, output)
     fsync_dir(output.parent)
     journal_path(output).unlink(missing_ok=True)
@@ -425,9 +428,9 @@ def merge_shards(
     return MergeResult(
         path=output,
         size=journal.output_size,
-        sha256=hasher.hexdigest() if hasher is not None else None,
+        sha256=digest,
         shards=tuple(journal.shards),
         tensor_count=len(out.tensors),
-        resumed_at_tensor=resumed_at,
-        deleted_shards=False,
+        resumed_at_tensor=already,
+        deleted_shards=journal.mode == "shrink",
     )
