@@ -159,3 +159,12 @@ def test_cli_list_show_recommend(cli, dslocal_home):
     assert show["temperature"] == 0.6 and show["top_p"] == 0.95
     rec = json.loads(cli("recommend", "--hw", "cpu-only-32gb", "--json").stdout)["data"]
     assert rec["ranking"][0]["usable"] and rec["advice"] is None
+
+
+def test_plan_uses_the_running_servers_version(cli, dslocal_home, tmp_path):
+    from ollama_double import run_ollama
+
+    with run_ollama(tmp_path / "store", "0.6.0") as ollama:
+        env = {"OLLAMA_HOST": ollama.url.removeprefix("http://")}
+        data = json.loads(cli("plan", "r1-671b-iq1s", "--hw", "2xh100-512gb", "--json", env=env).stdout)["data"]
+    assert data["ollama_version"] == "0.6.0" and data["num_gpu"] == 62

@@ -9,7 +9,7 @@ import click
 
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, key_values, note
-from dslocal.cli.planning import hw_option, load_hw, ollama_version_option
+from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, ollama_version_option
 from dslocal.units import format_bytes
 
 ctx_option = click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the largest that fits).")
@@ -66,6 +66,7 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
         return
     facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
     profile = load_hw(app, hw)
+    ollama_version = detect_ollama_version(app, ollama_version)
     result = plan(facts, profile, ctx=ctx, kv_type=kv_type, engine=engine, ollama_version=ollama_version,
                   num_gpu=num_gpu, variant=variant.id if variant else model)
     data = result.as_dict()
@@ -198,6 +199,7 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
 
     facts, variant, _ = resolve_facts(model, app.settings())
     profile = load_hw(app, hw)
+    ollama_version = detect_ollama_version(app, ollama_version)
     result = plan(facts, profile, ctx=ctx, ollama_version=ollama_version, variant=variant.id if variant else model)
     family = load_family(variant.template if variant else _family_for(facts.architecture))
     default_from = f"./{variant.files[0]}" if variant and variant.files else model

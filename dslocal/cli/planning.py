@@ -12,8 +12,19 @@ hw_option = click.option(
          "mac-m2-ultra-192gb, cpu-only-32gb, ...) instead of this machine.",
 )
 ollama_version_option = click.option(
-    "--ollama-version", metavar="X.Y.Z", help="Plan for this Ollama version (default: the newest known, 0.32.15)."
+    "--ollama-version", metavar="X.Y.Z",
+    help="Plan for this Ollama version (default: the running server's, else the newest known, 0.32.15).",
 )
+
+
+def detect_ollama_version(app: AppContext, given: str | None) -> str | None:
+    """The version to plan for: as given, else the local server's when one answers."""
+    if given:
+        return given
+    from dslocal.ollama.client import OllamaClient
+
+    client = OllamaClient(str(app.settings()["ollama_host"]), timeout=2)
+    return client.version() if client.is_running() else None
 
 
 def load_hw(app: AppContext, hw: str | None):
