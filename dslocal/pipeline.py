@@ -321,7 +321,13 @@ def pull(
         shared_store = local_store and client.blob_exists(digest)
         if not shared_store:  # the server keeps its blobs elsewhere: upload ours
             notify(f"uploading {format_bytes(result.blob_bytes)} to {client.url}")
-            client.push_blob(ours, digest)
+            sent = [0]
+
+            def uploaded(n: int) -> None:
+                sent[0] += n
+                progress(Progress("upload", sent[0], result.blob_bytes, ours.name))
+
+            client.push_blob(ours, digest, progress=uploaded)
         client.create(name, files={f"{default_name(resolved.name)}.gguf": digest}, template=family.template,
                       system=family.system or None, parameters=parameters, progress=lambda s: notify(f"ollama: {s}"))
         result.digest = store.model_layer(name) if shared_store else digest

@@ -128,8 +128,12 @@ def test_pull_end_to_end_with_the_least_disk(env, hub_root, version, bound):
 def test_remote_store_uploads_and_leaves_no_local_copy(env, hub_root, tmp_path):
     with run_hub(hub_root) as hub, run_ollama(tmp_path / "server-store", "0.32.15") as ollama:
         env(hub.url, ollama.url)
-        result = pull(PullRequest(model=MODEL, smoke_test=False), load_settings(), load_profile("cpu-only-64gb"))
+        events = []
+        result = pull(PullRequest(model=MODEL, smoke_test=False), load_settings(), load_profile("cpu-only-64gb"),
+                      progress=events.append)
         assert ollama.blob_uploads == 1
+        uploads = [e for e in events if e.task == "upload"]
+        assert uploads and uploads[-1].done == uploads[-1].total == result.blob_bytes
         assert result.name in [m["name"] for m in OllamaClient(ollama.url).tags()]
     assert not list(Path(env.store).rglob("sha256-*")), "the local blob was removed after the upload"
 

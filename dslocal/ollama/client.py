@@ -49,6 +49,14 @@ class _Reporting:
         self.handle = handle
         self.progress = progress
 
+    @property
+    def mode(self) -> str:
+        return self.handle.mode
+
+    @property
+    def name(self) -> str:
+        return self.handle.name
+
     def fileno(self) -> int:
         return self.handle.fileno()
 
