@@ -47,6 +47,7 @@ from dslocal.ollama.store import Store
 from dslocal.planner.facts import from_shard_set, from_variant
 from dslocal.planner.fit import OLLAMA_AUTO_FIT, Plan, parse_version, plan
 from dslocal.progress import Progress, ProgressSink, null_sink
+from dslocal.sources.listing import check_repo_id
 from dslocal.units import format_bytes
 
 JOURNAL_VERSION = 1
@@ -106,8 +107,10 @@ def resolve(request: PullRequest) -> Resolved:
         return Resolved("catalog", variant, variant.hf_repo, variant.include_globs(), (), variant.template, name)
     if request.model.startswith("hf:"):
         repo, _, quant = request.model[3:].partition(":")
-        if repo.count("/") != 1:
-            raise UsageError(f"{request.model!r} is not hf:ORG/REPO[:QUANT]", "e.g. hf:unsloth/DeepSeek-R1-GGUF:UD-IQ1_S")
+        try:
+            check_repo_id(repo)
+        except UsageError:
+            raise UsageError(f"{request.model!r} is not hf:ORG/REPO[:QUANT]", "e.g. hf:unsloth/DeepSeek-R1-GGUF:UD-IQ1_S") from None
         include = (f"*{quant}*.gguf",) if quant else ("*.gguf",)
         name = request.name or default_name(repo.split("/")[1].removesuffix("-GGUF") + (f"-{quant}" if quant else ""))
         return Resolved("hf", None, repo, include, (), "deepseek-r1", name)
@@ -184,6 +187,14 @@ def pull(
         {"model": request.model, "name": name, "direct": request.direct},
     )
     result = PullResult(name, None, 0, {}, {})
+    existing = read_provenance(settings, name)
+    if (
+        not request.dry_run and not journal.steps and existing and existing.get("model") == request.model
+        and store.manifest_path(name).exists() and store.model_layer(name) == existing.get("blob")
+    ):
+        notify(f"{name} is already in Ollama from {request.model}; 'dslocal rm {name.split(':')[0]}' first to pull again")
+        result.digest, result.resumed = existing.get("blob"), ["all"]
+        return result
 
     def step(label: str) -> None:
         result.steps.append(label)

@@ -158,7 +158,14 @@ def test_cli_merge_json_and_errors(cli, dslocal_home, make_gguf, tmp_path):
 
 
 def disk_usage(*folders) -> int:
-    return sum(p.stat().st_blocks * 512 for folder in folders for p in folder.rglob("*") if p.is_file())
+    """Allocated bytes under ``folders``, each file once (by inode)."""
+    seen = {}
+    for folder in folders:
+        for p in folder.rglob("*"):
+            if p.is_file():
+                st = p.stat()
+                seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values())
 
 
 def test_delete_shards_peak_disk_is_the_model_plus_one_tensor(tmp_path):

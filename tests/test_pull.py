@@ -63,16 +63,21 @@ def model_bytes(hub_root: Path) -> int:
 
 
 def usage(*folders: Path) -> int:
-    """Allocated bytes under ``folders``; files may vanish while we look (renames, deletions)."""
-    total = 0
+    """Allocated bytes under ``folders``, each file once.
+
+    Files may vanish or be renamed while we walk (a rename can show a file under its old and
+    its new name in one walk), so files are counted by inode, not by name.
+    """
+    seen: dict[tuple[int, int], int] = {}
     for folder in folders:
         for path in folder.rglob("*") if folder.exists() else ():
             try:
-                if path.is_file():
-                    total += path.stat().st_blocks * 512
+                st = path.stat()
             except FileNotFoundError:
                 continue
-    return total
+            if path.is_file():
+                seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values())
 
 
 class PeakMeter:
@@ -247,3 +252,19 @@ def test_pull_by_catalog_id(env, tmp_path):
         params = OllamaClient(ollama.url).show(result.name)["parameters"]
         assert "min_p" in params and "0.05" in params, "the variant's own sampling advice"
         assert result.plan["variant"] == "r1-671b-iq1s"
+
+
+def test_a_second_pull_is_a_no_op_and_hostile_names_are_refused(env, hub_root):
+    from dslocal.errors import UsageError
+
+    with run_hub(hub_root) as hub, run_ollama(env.store, "0.32.15") as ollama:
+        env(hub.url, ollama.url)
+        first = pull(PullRequest(model=MODEL, smoke_test=False), load_settings(), load_profile("cpu-only-64gb"))
+        requests_before = hub.stats.file_requests
+        notes = []
+        again = pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"), notify=notes.append)
+        assert again.digest == first.digest and again.resumed == ["all"]
+        assert hub.stats.file_requests == requests_before and "already in Ollama" in notes[-1]
+        for bad in ("hf:../../etc:Q8_0", "hf:a/b/c", "hf:noslash"):
+            with pytest.raises(UsageError):
+                pull(PullRequest(model=bad), load_settings(), load_profile("cpu-only-64gb"))

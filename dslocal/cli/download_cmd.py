@@ -65,11 +65,9 @@ def download_cmd(
 
             raise UsageError(f"{variant.id} is the multi-node FP8 original", "see 'dslocal plan r1-671b-fp8 --cluster ...'")
         repo, include = variant.hf_repo, include or variant.include_globs()
-    repo = repo.removeprefix("hf:").strip("/")
-    if repo.count("/") != 1:
-        from dslocal.errors import UsageError
+    from dslocal.sources.listing import check_repo_id
 
-        raise UsageError(f"{repo!r} is not a repository name", "write it as ORG/NAME, e.g. unsloth/DeepSeek-R1-GGUF")
+    repo = check_repo_id(repo.removeprefix("hf:").strip("/"))
     session = make_session()
     chosen = choose(str(settings["source"]), repo, revision, settings, session, notify=note)
     files = select(chosen.files, include)

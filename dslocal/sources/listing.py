@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dslocal.errors import InputError
+from dslocal.errors import InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class RemoteFile:
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_repo_id(repo: str) -> str:
+    """``ORG/NAME`` as hubs spell it; anything else (``..``, extra slashes) is refused."""
+    if not _REPO.match(repo) or ".." in repo:
+        raise UsageError(f"{repo!r} is not a repository name", "write it as ORG/NAME, e.g. unsloth/DeepSeek-R1-GGUF")
+    return repo
 
 
 def check_remote_path(path: str, source: str) -> str:
