@@ -9,7 +9,7 @@ from dslocal.config import Settings
 from dslocal.planner.facts import ModelFacts, from_shard_set, from_variant
 
 
-def catalog_target(variant: Variant, endpoint: str) -> str | None:
+def catalog_target(variant: Variant) -> str | None:
     """The ``hf:`` target of a variant's first shard, for reading its real headers."""
     if not variant.paths:
         return None
@@ -32,7 +32,7 @@ def resolve_facts(
         opened = open_target(name, hf_endpoint=endpoint, cache_dir=cache)
         return from_shard_set(opened.shard_set, name=Path(name).name), None, notes
     if exact:
-        target = catalog_target(variant, endpoint)
+        target = catalog_target(variant)
         if target is None:
             notes.append("this variant's file names are not in the catalog: sizes stay estimated")
         else:
