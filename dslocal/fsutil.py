@@ -25,16 +25,19 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_output(path: Path, mode: str = "wb", *, perms: int | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     On any exception the temporary file is removed and ``path`` is left untouched.
+    ``perms`` sets the file's mode (the temporary file starts as 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        if perms is not None:
+            os.fchmod(fd, perms)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -47,8 +50,8 @@ def atomic_output(path: Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_output(path, "wb") as handle:
+def atomic_write_bytes(path: Path, data: bytes, *, perms: int | None = None) -> None:
+    with atomic_output(path, "wb", perms=perms) as handle:
         handle.write(data)
 
 

@@ -169,9 +169,10 @@ def test_dry_run_and_errors(env, hub_root, monkeypatch):
         assert "dslocal ollama start" in info.value.hint
         with run_ollama(env.store, "0.32.15") as ollama:
             env(hub.url, ollama.url)
+            import dslocal.pipeline.disk
             import dslocal.pipeline as pipeline
 
-            monkeypatch.setattr(pipeline, "_disk_free", lambda path: 1000)
+            monkeypatch.setattr(pipeline.disk, "disk_free", lambda path: 1000)
             with pytest.raises(DiskError, match="needs .* you have 1000 B"):
                 pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"))
             assert not list(load_settings().models_dir.rglob("*.gguf")), "nothing fetched before refusing"

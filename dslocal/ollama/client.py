@@ -7,13 +7,13 @@ with the next step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
 import requests
 
 from dslocal.errors import NotFoundError, OllamaError
@@ -21,15 +21,53 @@ from dslocal.errors import NotFoundError, OllamaError
 DEFAULT_PORT = 11434
 
 
-def base_url(host: str) -> str:
-    """``OLLAMA_HOST`` as Ollama reads it: ``h`` and ``h:p`` default to port 11434; ``http://h`` means port 80."""
-    host = host.strip() or "127.0.0.1:11434"
-    if "://" not in host:
-        host_part, _, port = host.partition(":")
-        return f"http://{host_part or '127.0.0.1'}:{port or DEFAULT_PORT}"
-    parts = urlsplit(host)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+def _split_host_port(hostport: str) -> tuple[str, str] | None:
+    """Go's ``net.SplitHostPort``: ``h:p`` or ``[v6]:p``; None where Go returns an error."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or not hostport[end + 1 :].startswith(":"):
+            return None
+        return hostport[1:end], hostport[end + 2 :]
+    if hostport.count(":") != 1:
+        return None
+    host, _, port = hostport.partition(":")
+    return host, port
+
+
+def base_url(host: str, *, connectable: bool = True) -> str:
+    """``OLLAMA_HOST`` as Ollama's ``envconfig.ConnectableHost`` reads it (``Host`` with ``connectable=False``).
+
+    ``h`` and ``h:p`` default to http and port 11434, ``http://h`` to port 80 and
+    ``https://h`` to 443; IPv6 may be bare (``::1``) or bracketed (``[::1]:11434``); an
+    invalid port falls back to the default; the unspecified bind addresses ``0.0.0.0``
+    and ``::`` connect to the loopback of their family.
+    """
+    text = host.strip()
+    scheme, found, hostport = text.partition("://")
+    default_port = str(DEFAULT_PORT)
+    if not found:
+        scheme, hostport = "http", text
+    elif scheme in ("http", "https"):
+        default_port = "80" if scheme == "http" else "443"
+    hostport = hostport.partition("/")[0]
+    split = _split_host_port(hostport)
+    if split is None:
+        name, port = "127.0.0.1", default_port
+        bare = hostport.strip("[]")
+        with contextlib.suppress(ValueError):
+            bare = str(ipaddress.ip_address(bare))
+        name = bare or name
+    else:
+        name, port = split
+    if not port.isdigit() or int(port) > 65535:
+        port = default_port
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(name)
+        if connectable and address.is_unspecified:
+            name = "127.0.0.1" if address.version == 4 else "::1"
+    name = name or "127.0.0.1"
+    shown = f"[{name}]" if ":" in name else name
+    return f"{scheme}://{shown}:{int(port)}"
 
 
 def file_digest(path: Path, progress: Callable[[int], None] | None = None) -> str:
@@ -106,17 +144,26 @@ class OllamaClient:
         return response.json()
 
     def _stream(self, path: str, body: dict[str, Any], timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """NDJSON lines; an error is an HTTP status before streaming starts, or an ``error`` line after it."""
         response = self._request("POST", path, json=body, stream=True, timeout=(self.timeout, timeout))
         with response:
+            if response.status_code == 404:
+                raise NotFoundError(f"Ollama: {self._error(response)}", "see 'dslocal ls' for the models Ollama has")
             if response.status_code >= 400:
                 raise OllamaError(f"Ollama refused {path}: {self._error(response)}", "see 'dslocal ollama logs'")
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                if "error" in event:
-                    raise OllamaError(f"Ollama: {event['error']}", "see 'dslocal ollama logs'")
-                yield event
+            try:
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if "error" in event:
+                        raise OllamaError(f"Ollama: {event['error']}", "see 'dslocal ollama logs'")
+                    yield event
+            except requests.Timeout:
+                raise OllamaError(f"the Ollama server at {self.url} stopped answering", "check 'dslocal ollama logs'") from None
+            except requests.RequestException as exc:
+                raise OllamaError(f"the connection to {self.url} broke: {type(exc).__name__}",
+                                  "check 'dslocal ollama logs'") from None
 
     # -- API
     def is_running(self) -> bool:
@@ -145,7 +192,8 @@ class OllamaClient:
 
     def create(self, model: str, *, files: dict[str, str] | None = None, from_: str | None = None,
                template: str | None = None, system: str | None = None, parameters: dict[str, Any] | None = None,
-               license_text: str | None = None, progress: Callable[[str], None] | None = None) -> None:
+               license_text: str | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Create (or re-create) ``model``; ``progress`` gets every status event the server streams."""
         body: dict[str, Any] = {"model": model, "stream": True}
         for key, value in (("files", files), ("from", from_), ("template", template), ("system", system),
                            ("parameters", parameters), ("license", license_text)):
@@ -153,7 +201,7 @@ class OllamaClient:
                 body[key] = value
         for event in self._stream("/api/create", body):
             if progress and "status" in event:
-                progress(str(event["status"]))
+                progress(event)
 
     def tags(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/tags").get("models", []))

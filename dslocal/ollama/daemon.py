@@ -80,7 +80,8 @@ def _read_pid(files: DaemonFiles) -> int | None:
 
 
 def is_loopback(host: str) -> bool:
-    hostname = urlsplit(base_url(host)).hostname or ""
+    """Whether a server bound to ``host`` listens on loopback only (0.0.0.0 and :: do not)."""
+    hostname = urlsplit(base_url(host, connectable=False)).hostname or ""
     if hostname == "localhost":
         return True
     try:

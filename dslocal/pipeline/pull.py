@@ -1,0 +1,307 @@
+"""The pull runner: one step after another, each recorded in the journal."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dslocal.config import Settings
+from dslocal.errors import InputError, OllamaError
+from dslocal.gguf_tools.merge import merge_shards
+from dslocal.gguf_tools.shards import open_local_set
+from dslocal.hardware.profile import HardwareProfile
+from dslocal.ollama.client import OllamaClient
+from dslocal.ollama.store import Store
+from dslocal.pipeline import disk
+from dslocal.pipeline.create import create_via_api, create_direct, model_parameters
+from dslocal.pipeline.journal import Journal
+from dslocal.pipeline.provenance import read_provenance, record_provenance
+from dslocal.pipeline.request import PullRequest, PullResult, Resolved, default_name, resolve
+from dslocal.planner.facts import ModelFacts, from_shard_set, from_variant
+from dslocal.planner.fit import OLLAMA_AUTO_FIT, Plan, parse_version, plan
+from dslocal.progress import Progress, ProgressSink, null_sink
+
+MIN_OLLAMA = (0, 5, 5)  # the 'modelfile' field of /api/create was removed; 'files' arrived
+DEFAULT_LOAD_TIMEOUT = 5 * 60.0  # envconfig.LoadTimeout's default
+SMOKE_MIN_WAIT = 2 * 3600.0
+Notify = Callable[[str], None]
+
+
+@dataclass
+class _Pull:
+    """The state one pull carries from step to step."""
+
+    request: PullRequest
+    settings: Settings
+    profile: HardwareProfile
+    notify: Notify
+    progress: ProgressSink
+    resolved: Resolved
+    store: Store
+    client: OllamaClient
+    journal: Journal
+    result: PullResult
+    version: str | None = None
+    shared_store: bool = True
+    facts: ModelFacts | None = None
+    the_plan: Plan | None = None
+    chosen: Any = None
+    files: list[Any] = field(default_factory=list)
+    session: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+    @property
+    def rewrites(self) -> bool:
+        return self.version is None or parse_version(self.version) >= OLLAMA_AUTO_FIT
+
+    @property
+    def layout(self) -> str:
+        return "ollama" if (self.rewrites or self.request.direct) else "llama.cpp"
+
+    def step(self, label: str) -> None:
+        self.result.steps.append(label)
+        self.progress(Progress(f"step:{label}", len(self.result.steps), None, label))
+
+    def replan(self, facts: ModelFacts) -> None:
+        self.facts = facts
+        self.the_plan = plan(facts, self.profile, ctx=self.request.ctx, ollama_version=self.version,
+                             variant=self.resolved.name)
+        self.result.plan = self.the_plan.as_dict()
+
+
+def pull(
+    request: PullRequest,
+    settings: Settings,
+    profile: HardwareProfile,
+    *,
+    notify: Notify = lambda message: None,
+    progress: ProgressSink = null_sink,
+) -> PullResult:
+    resolved = resolve(request)  # the name is checked here, before any other work
+    name = resolved.name
+    p = _Pull(
+        request, settings, profile, notify, progress, resolved,
+        store=Store(Path(settings["ollama_models"])),  # type: ignore[arg-type]
+        client=OllamaClient(str(settings["ollama_host"])),
+        journal=Journal(settings.paths.state_dir / "pulls" / f"{default_name(name)}.json",
+                        {"model": request.model, "name": name, "direct": request.direct}),
+        result=PullResult(name, None, 0, {}, {}),
+    )
+    if _already_there(p):
+        return p.result
+    _connect(p)
+    _first_plan(p)
+    _list_files(p)
+    if _preflight(p):
+        return p.result
+    shards = _download(p)
+    digest = _blob(p, shards)
+    _create(p, digest)
+    if request.smoke_test and not request.direct:
+        _smoke(p)
+    _record(p, digest)
+    p.journal.finish()
+    return p.result
+
+
+def _already_there(p: _Pull) -> bool:
+    existing = read_provenance(p.settings, p.name)
+    if (
+        p.request.dry_run or p.journal.steps or not existing or existing.get("model") != p.request.model
+        or p.store.find_manifest(p.name) is None or p.store.model_layer(p.name) != existing.get("blob")
+    ):
+        return False
+    p.notify(f"{p.name} is already in Ollama from {p.request.model}; "
+             f"'dslocal rm {p.name.split(':')[0]}' first to pull again")
+    p.result.digest, p.result.resumed = existing.get("blob"), ["all"]
+    return True
+
+
+def _connect(p: _Pull) -> None:
+    """The server's version decides the path; whether it reads our store is asked, not guessed."""
+    if p.request.direct:
+        return
+    if p.client.is_running():
+        p.version = p.client.version()
+        if parse_version(p.version) < MIN_OLLAMA:
+            raise OllamaError(
+                f"Ollama {p.version} is older than 0.5.5, whose create API (blobs + files) dslocal uses",
+                "update Ollama ('dslocal ollama install'), or use --direct",
+            )
+        p.shared_store = p.store.serves_blobs(p.client.blob_exists)
+        if not p.shared_store:
+            p.notify(f"the Ollama server at {p.client.url} keeps its models elsewhere: the model will be uploaded")
+    elif not p.request.dry_run:
+        raise OllamaError(
+            f"no Ollama server answers at {p.client.url}",
+            "start one with 'dslocal ollama start', or use --direct to write the model into OLLAMA_MODELS",
+        )
+
+
+def _first_plan(p: _Pull) -> None:
+    """Plan from the catalog estimate or the local header (the real header replans after download)."""
+    if p.resolved.variant is not None:
+        p.replan(from_variant(p.resolved.variant))
+    elif p.resolved.kind == "local":
+        p.replan(from_shard_set(open_local_set(p.resolved.local_files[0]), name=p.resolved.name))
+    if p.the_plan is not None and not p.the_plan.fits:
+        p.notify(f"warning: {p.name} does not fit this machine ({p.the_plan.placement}); see 'dslocal plan'")
+
+
+def _list_files(p: _Pull) -> None:
+    from dslocal.sources.http import make_session
+    from dslocal.sources.listing import select
+    from dslocal.sources.select import choose
+
+    p.session = make_session()
+    if p.resolved.kind == "local" or p.journal.done("blob"):
+        return
+    source = str(p.settings["source"] if p.request.source is None else p.request.source)
+    p.chosen = choose(source, p.resolved.repo or "", None, p.settings, p.session, notify=p.notify)
+    p.files = select(p.chosen.files, p.resolved.include)
+    if not p.files:
+        raise InputError(f"no GGUF file of {p.resolved.repo} matches {' '.join(p.resolved.include)}",
+                         "check the quant name")
+
+
+def _preflight(p: _Pull) -> bool:
+    """The disk plan; refuses before any download. Returns True for a dry run (stop here)."""
+    if p.files:
+        model_bytes = sum(f.size for f in p.files)
+    elif p.journal.done("blob"):
+        model_bytes = int(p.journal.done("blob")["bytes"])
+    else:
+        model_bytes = sum(path.stat().st_size for path in p.resolved.local_files)
+    delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
+    download_dir = p.settings.models_dir / (p.resolved.repo or "local")
+    plan = disk.plan_disk(
+        model_bytes, fetched=bool(p.journal.done("download")) or p.resolved.kind == "local",
+        delete_shards=delete_shards, blob_done=bool(p.journal.done("blob")), create_done=bool(p.journal.done("create")),
+        rewrites=p.rewrites, shared_store=p.shared_store, direct=p.request.direct,
+        free_bytes=disk.disk_free(p.store.root), layout=p.layout, download_dir=str(download_dir),
+        store=str(p.store.root), server_version=p.version,
+    )
+    p.result.disk_plan = plan.as_dict()
+    p.notify(f"disk plan: {plan.message()}")
+    if p.request.dry_run:
+        p.result.dry_run = True
+        return True
+    plan.check(p.resolved.name)
+    return False
+
+
+def _download(p: _Pull) -> tuple[Path, ...]:
+    from dslocal.sources.download import DownloadOptions, download
+
+    if p.resolved.kind == "local" or p.journal.done("blob"):
+        return p.resolved.local_files
+    if p.journal.done("download"):
+        p.result.resumed.append("download")
+    p.step("download")
+    report = download(p.files, p.settings.models_dir / (p.resolved.repo or "local"), source=p.chosen.source.name,
+                      session=p.session, headers=p.chosen.source.headers(),
+                      options=DownloadOptions(connections=int(p.settings["connections"])),
+                      progress=p.progress, notify=p.notify, local=p.chosen.local)
+    shards = tuple(f.target for f in report.files if f.target.suffix == ".gguf")
+    p.journal.record("download", [str(path) for path in shards])
+    return shards
+
+
+def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
+    """Verify the set and write the model blob (merged, canonical form, straight into the store)."""
+    blob = p.journal.done("blob")
+    if blob and p.store.blob_path(blob["digest"]).exists():
+        p.result.resumed.append("blob")
+    else:
+        p.step("verify")
+        shard_set = open_local_set(shards[0])
+        if p.facts is None or not p.facts.exact:
+            p.replan(from_shard_set(shard_set, name=p.resolved.name))
+        p.step("merge")
+        p.store.work.mkdir(parents=True, exist_ok=True)
+        delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
+        merged = merge_shards(shards[0], p.store.work / f"{default_name(p.name)}.gguf", force=True, layout=p.layout,
+                              delete_shards=delete_shards, compute_sha256=True, progress=p.progress)
+        digest = f"sha256:{merged.sha256}"
+        p.store.adopt(merged.path, digest)
+        blob = {"digest": digest, "bytes": merged.size}
+        p.journal.record("blob", blob)
+    p.result.blob_bytes = int(blob["bytes"])
+    return str(blob["digest"])
+
+
+def _create(p: _Pull, digest: str) -> None:
+    if p.the_plan is None:  # resumed after the blob was made: plan from its header
+        p.replan(from_shard_set(open_local_set(p.store.blob_path(digest)), name=p.resolved.name))
+    parameters = model_parameters(p.the_plan, p.resolved, pin_gpu_layers=not p.rewrites)
+    if p.journal.done("create") and p.store.find_manifest(p.name) is not None:
+        p.result.resumed.append("create")
+        p.result.digest = p.store.model_layer(p.name)
+        return
+    p.step("create")
+    if p.request.direct:
+        p.result.digest = create_direct(p.store, p.name, digest, p.result.blob_bytes, p.resolved, parameters,
+                                        notify=p.notify)
+    else:
+        p.result.digest = create_via_api(p.client, p.store, p.name, digest, p.result.blob_bytes, p.resolved,
+                                         parameters, shared_store=p.shared_store, server_rewrites=p.rewrites,
+                                         notify=p.notify,
+                                         progress=p.progress)
+    p.journal.record("create", p.result.digest)
+
+
+def smoke_wait(env: dict[str, str] | None = None) -> float | None:
+    """Seconds to wait for the smoke test's first byte, which a server sends only once the model is loaded.
+
+    ``OLLAMA_LOAD_TIMEOUT`` (Go duration or seconds; 5 m by default, zero or less for
+    no limit) is how long the server lets a load stall before it gives up and says so,
+    not how long a load may take: 400 GB from a slow disk takes longer. So the wait is
+    generous, 2 h or four times that timeout, and none when the server has no limit.
+    """
+    from dslocal.ollama.duration import parse_duration
+
+    value = (env if env is not None else os.environ).get("OLLAMA_LOAD_TIMEOUT", "")
+    seconds = parse_duration(value) if value.strip() else None
+    if seconds is None:
+        seconds = DEFAULT_LOAD_TIMEOUT
+    if seconds <= 0:
+        return None
+    return max(SMOKE_MIN_WAIT, 4 * seconds)
+
+
+def _smoke(p: _Pull) -> None:
+    """A short generation; the wait for the first byte covers a large model's load."""
+    p.step("smoke")
+    wait = smoke_wait()
+    p.notify(f"loading {p.name} for a short test (a large model can take minutes)")
+    started = time.monotonic()
+    chunks = list(p.client.chat(p.name, [{"role": "user", "content": "Say hello."}], options={"num_predict": 8},
+                                timeout=wait))
+    final = chunks[-1] if chunks else {}
+    text = "".join(c.get("message", {}).get("content", "") for c in chunks)
+    if not final.get("done"):
+        raise OllamaError(f"the smoke test of {p.name} did not finish", "see 'dslocal ollama logs'")
+    eval_ns = final.get("eval_duration") or 0
+    p.result.smoke = {
+        "seconds": round(time.monotonic() - started, 2), "tokens": final.get("eval_count"),
+        "tokens_per_s": round(final.get("eval_count", 0) / eval_ns * 1e9, 2) if eval_ns else None,
+        "text": text[:200],
+    }
+
+
+def _record(p: _Pull, digest: str) -> None:
+    record_provenance(p.settings, p.name, {
+        "model": p.request.model, "kind": p.resolved.kind, "repo": p.resolved.repo,
+        "source": p.chosen.source.name if p.chosen else ("local" if p.resolved.kind == "local" else None),
+        "files": [{"path": f.path, "sha256": f.sha256, "bytes": f.size} for f in p.files],
+        "blob": digest, "layout": p.layout,
+        "plan": {k: p.result.plan.get(k) for k in ("placement", "num_ctx", "num_gpu")},
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })
