@@ -111,7 +111,12 @@ Examples:
 @click.option("--version", "version", default=None, help="The release to install (default: 0.32.15).")
 @click.pass_obj
 def install_cmd(app: AppContext, version: str | None) -> None:
-    """Install the official Ollama release for this OS and CPU under dslocal's data folder (Linux)."""
+    """Install the official Ollama release for this OS and CPU under dslocal's data folder (Linux).
+
+    It fetches ollama-linux-<arch>.tar.zst (.tgz for releases before 0.14.0, or when a mirror has
+    no .tar.zst), checks it against the release's sha256sum.txt when the release serves one, and
+    unpacks it into a new folder that replaces the old install only once it is complete.
+    """
     from dslocal.cli.progress import transfer_bars
     from dslocal.ollama.install import DEFAULT_VERSION, install
 
