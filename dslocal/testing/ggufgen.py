@@ -8,10 +8,16 @@ with a GPT-2 byte-level vocabulary carrying DeepSeek's special tokens.
 Everything is streamed to disk one tensor at a time, so writing a multi-gigabyte
 model needs only as much memory as its largest tensor.
 
+The header is laid out the way convert_hf_to_gguf.py writes it by default;
+:class:`HeaderStyle` writes it the way other published GGUFs are (llama-quantize's
+output with ``quantize.imatrix.*`` keys, no ``general.file_type``, Llama 3.x's
+``rope_freqs.weight``, a ``general.alignment``...).
+
 Examples::
 
-    from dslocal.testing.ggufgen import ModelSpec, write_model
+    from dslocal.testing.ggufgen import HeaderStyle, ModelSpec, write_model
     paths = write_model(tmp / "r1.gguf", ModelSpec.deepseek2("mla"), dtype="q8_0", shards=4)
+    paths = write_model(tmp / "r1.gguf", ModelSpec.deepseek2("mla"), dtype="q8_0", header=HeaderStyle.quantized())
 """
 
 from __future__ import annotations
@@ -23,10 +29,71 @@ from pathlib import Path
 import numpy as np
 
 from dslocal.gguf_tools.arch import ARCHES, LAYOUTS, ModelSpec, TensorPlan, tensor_plan
+from dslocal.gguf_tools.layout import block_layer
 
-__all__ = ["ARCHES", "LAYOUTS", "DTYPES", "ModelSpec", "TensorPlan", "tensor_plan", "write_model", "build_vocab"]
+__all__ = [
+    "ARCHES", "LAYOUTS", "DTYPES", "KV_ORDERS", "TENSOR_ORDERS", "HeaderStyle", "ModelSpec", "TensorPlan",
+    "tensor_plan", "write_model", "build_vocab", "rope_freqs_plan",
+]
 
 DTYPES = ("f32", "f16", "q8_0")
+KV_ORDERS = ("convert", "quantize")
+TENSOR_ORDERS = ("convert", "llama.cpp")
+
+
+@dataclass(frozen=True)
+class HeaderStyle:
+    """How the header is laid out, as the tools that publish GGUFs write it.
+
+    * ``kv_order``: ``"convert"`` (default): ``general.file_type`` ends the model parameters and
+      ``general.quantization_version`` follows it, before the tokenizer, as convert_hf_to_gguf.py
+      writes; ``"quantize"``: both after everything else, quantization_version first, as
+      llama-quantize writes (every published quant: Unsloth, bartowski, ...).
+    * ``imatrix``: ``quantize.imatrix.file/dataset/entries_count/chunks_count`` right after
+      ``general.file_type``, as ``llama-quantize --imatrix`` writes them.
+    * ``file_type``: False leaves ``general.file_type`` out (llama.cpp then guesses it).
+    * ``rope_freqs``: llama only: Llama 3.x's ``rope_freqs.weight`` (all ones here, so the
+      model generates what it would without it).
+    * ``extra_tensors``: more tensors (written in f32): llama.cpp's quantizer takes tensors a
+      model does not use, its loader refuses them.
+    * ``alignment``: write ``general.alignment`` (None: not written; data is aligned to 32).
+    * ``tensor_order``: ``"convert"``: extra tensors, token_embd, the blocks, output_norm, output
+      (convert_hf_to_gguf.py's order); ``"llama.cpp"``: llama.cpp's load order, as llama-quantize writes.
+    """
+
+    kv_order: str = "convert"
+    imatrix: bool = False
+    file_type: bool = True
+    rope_freqs: bool = False
+    extra_tensors: tuple[TensorPlan, ...] = ()
+    alignment: int | None = None
+    tensor_order: str = "convert"
+
+    def __post_init__(self) -> None:
+        if self.kv_order not in KV_ORDERS:
+            raise ValueError(f"kv_order must be one of {KV_ORDERS}, not {self.kv_order!r}")
+        if self.tensor_order not in TENSOR_ORDERS:
+            raise ValueError(f"tensor_order must be one of {TENSOR_ORDERS}, not {self.tensor_order!r}")
+
+    @classmethod
+    def quantized(cls, **kw: object) -> HeaderStyle:
+        """A published quant: llama-quantize's KV order with imatrix keys, tensors in llama.cpp's order."""
+        return cls(**{"kv_order": "quantize", "imatrix": True, "tensor_order": "llama.cpp", **kw})  # type: ignore[arg-type]
+
+
+def rope_freqs_plan(spec: ModelSpec) -> TensorPlan:
+    """Llama 3.x's RoPE frequency factors: one per rotated pair of a head."""
+    return TensorPlan("rope_freqs.weight", ((spec.n_embd // spec.n_head) // 2,), "norm")
+
+
+def _plans(spec: ModelSpec, n_vocab: int, style: HeaderStyle) -> list[TensorPlan]:
+    if style.rope_freqs and spec.arch != "llama":
+        raise ValueError(f"rope_freqs is a llama tensor: llama.cpp refuses it in a {spec.arch} model")
+    extra = [rope_freqs_plan(spec)] if style.rope_freqs else []
+    plans = [*extra, *style.extra_tensors, *tensor_plan(spec, n_vocab)]
+    if style.tensor_order == "llama.cpp":
+        plans.sort(key=lambda p: (block_layer(p.name), p.name.encode("utf-8")))
+    return plans
 
 # DeepSeek's special tokens: full-width vertical bar U+FF5C and U+2581 for spaces.
 BOS = "<｜begin▁of▁sentence｜>"
@@ -115,10 +182,10 @@ def build_vocab() -> Vocab:
     )
 
 
-def _storage_type(plan: TensorPlan, dtype: str):  # -> GGMLQuantizationType
+def _storage_type(plan: TensorPlan, dtype: str, extra: bool = False):  # -> GGMLQuantizationType
     from gguf import GGMLQuantizationType as Q
 
-    if plan.kind in ("norm", "bias", "router") or dtype == "f32":
+    if extra or plan.kind in ("norm", "bias", "router") or dtype == "f32":
         return Q.F32
     if dtype == "q8_0" and plan.ne[0] % 32 == 0:
         return Q.Q8_0
@@ -160,9 +227,7 @@ def _encode(values: np.ndarray, qtype) -> np.ndarray:
     return quantize(values, qtype)
 
 
-def _add_metadata(writer, spec: ModelSpec, vocab: Vocab, dtype: str) -> None:
-    from gguf import LlamaFileType
-
+def _add_parameters(writer, spec: ModelSpec, vocab: Vocab) -> None:
     a = spec.arch
     writer.add_type("model")
     writer.add_name(spec.name)
@@ -194,11 +259,11 @@ def _add_metadata(writer, spec: ModelSpec, vocab: Vocab, dtype: str) -> None:
         writer.add_rope_dimension_count(spec.rope_dim)
     else:
         writer.add_rope_dimension_count(spec.n_embd // spec.n_head)
-    file_type = {"f32": LlamaFileType.ALL_F32, "f16": LlamaFileType.MOSTLY_F16, "q8_0": LlamaFileType.MOSTLY_Q8_0}
-    writer.add_file_type(int(file_type[dtype]))
-    writer.add_quantization_version(2)
+
+
+def _add_tokenizer(writer, spec: ModelSpec, vocab: Vocab) -> None:
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(PRE_TOKENIZER[a])
+    writer.add_tokenizer_pre(PRE_TOKENIZER[spec.arch])
     writer.add_token_list(list(vocab.tokens))
     writer.add_token_types(list(vocab.types))
     writer.add_token_merges(list(vocab.merges))
@@ -210,6 +275,35 @@ def _add_metadata(writer, spec: ModelSpec, vocab: Vocab, dtype: str) -> None:
     writer.add_chat_template(CHAT_TEMPLATE)
 
 
+def _add_quantization(writer, dtype: str, style: HeaderStyle) -> None:
+    """general.file_type and general.quantization_version in ``style``'s order, then any imatrix keys."""
+    from gguf import LlamaFileType
+
+    file_type = {"f32": LlamaFileType.ALL_F32, "f16": LlamaFileType.MOSTLY_F16, "q8_0": LlamaFileType.MOSTLY_Q8_0}
+    if style.kv_order == "quantize":
+        writer.add_quantization_version(2)
+    if style.file_type:
+        writer.add_file_type(int(file_type[dtype]))
+    if style.imatrix:
+        writer.add_string("quantize.imatrix.file", "imatrix_dslocal-test.dat")
+        writer.add_string("quantize.imatrix.dataset", "calibration_datav3.txt")
+        writer.add_int32("quantize.imatrix.entries_count", 720)
+        writer.add_int32("quantize.imatrix.chunks_count", 124)
+    if style.kv_order == "convert":
+        writer.add_quantization_version(2)
+
+
+def _add_metadata(writer, spec: ModelSpec, vocab: Vocab, dtype: str, style: HeaderStyle) -> None:
+    _add_parameters(writer, spec, vocab)
+    if style.kv_order == "convert":
+        _add_quantization(writer, dtype, style)
+    _add_tokenizer(writer, spec, vocab)
+    if style.kv_order == "quantize":
+        _add_quantization(writer, dtype, style)
+    if style.alignment is not None:
+        writer.add_custom_alignment(style.alignment)
+
+
 def write_model(
     path: str | Path,
     spec: ModelSpec | None = None,
@@ -218,6 +312,7 @@ def write_model(
     shards: int = 1,
     split_max_size: int = 0,
     fast_fill: bool = False,
+    header: HeaderStyle | None = None,
 ) -> list[Path]:
     """Write ``spec`` as a GGUF at ``path`` and return the written files.
 
@@ -226,6 +321,7 @@ def write_model(
     ``split.tensors.count``, model metadata only in the first shard), splitting
     by tensor count; ``split_max_size`` splits by bytes instead. ``fast_fill``
     tiles a random pool instead of drawing fresh numbers, for gigabyte models.
+    ``header`` lays the header out as other tools write it (:class:`HeaderStyle`).
     """
     import gguf
 
@@ -234,14 +330,16 @@ def write_model(
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
     path = Path(path)
     vocab = build_vocab()
-    plans = tensor_plan(spec, len(vocab.tokens))
+    style = header or HeaderStyle()
+    plans = _plans(spec, len(vocab.tokens), style)
+    extra = {p.name for p in style.extra_tensors}
     split_max_tensors = -(-len(plans) // shards) if shards > 1 else 0
     writer = gguf.GGUFWriter(
         path, spec.arch, split_max_tensors=split_max_tensors, split_max_size=split_max_size
     )
-    _add_metadata(writer, spec, vocab, dtype)
+    _add_metadata(writer, spec, vocab, dtype, style)
     filler = _Filler(spec.seed, fast_fill)
-    qtypes = [_storage_type(p, dtype) for p in plans]
+    qtypes = [_storage_type(p, dtype, p.name in extra) for p in plans]
     for plan, qtype in zip(plans, qtypes):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
         nbytes = plan.n_elements // block_size * type_size
