@@ -67,3 +67,7 @@ class DiskError(DslocalError):
 
 class OllamaError(DslocalError):
     exit_code = ExitCode.OLLAMA
+
+
+class AccessError(NetworkError):
+    """The remote refused access: a gated or private repository, or a token it does not accept."""

@@ -2,7 +2,8 @@
 
 Only the header is fetched (in chunks that start at 1 MiB and double), so inspecting
 a 50 GB shard costs a few MB. A cached header is reused when a HEAD request shows the
-same ETag, and then no header bytes are read at all.
+same identity (the hub's ``X-Linked-Etag`` where it redirects, else the ETag), and then no
+header bytes are read at all.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import requests
 
+from dslocal.errors import NetworkError
 from dslocal.fsutil import atomic_write_bytes
 from dslocal.gguf_tools.header import BytesSource, GGUFFormatError, GGUFHeader, read_header
-from dslocal.sources.http import CONNECT_TIMEOUT, READ_TIMEOUT, network_error, raise_for_status
+from dslocal.sources.http import CONNECT_TIMEOUT, READ_TIMEOUT, network_error, normalise_etag, raise_for_status
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -48,7 +50,13 @@ class HttpSource:
                 self.etag = self.etag or _etag(response)
                 if response.status_code == 206:
                     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-                    if match and match[3] != "*":
+                    if match is None or int(match[1]) != offset:
+                        raise NetworkError(
+                            f"{self.url}: asked for bytes from {offset}, the server answered"
+                            f" {response.headers.get('Content-Range') or 'no Content-Range'}",
+                            "the server mishandles Range requests: try another source or mirror",
+                        )
+                    if match[3] != "*":
                         self.size = int(match[3])
                     data = response.raw.read(length, decode_content=True)
                     self.bytes_read += len(data)
@@ -65,11 +73,15 @@ class HttpSource:
 
 
 def _etag(response: requests.Response) -> str | None:
-    for r in [response, *reversed(response.history)]:
-        for name in ("X-Linked-Etag", "ETag"):
-            value = r.headers.get(name)
+    """The file's identity, normalised: the hub hop's ``X-Linked-Etag`` (huggingface_hub reads it from
+    the redirect, not from the CDN, whose ETag may differ per node or be absent), else the hops'
+    own ETag, and the final answer's ETag only when nothing before it had one."""
+    answers = [*response.history, response]
+    for name in ("X-Linked-Etag", "ETag"):
+        for answer in answers:
+            value = normalise_etag(answer.headers.get(name))
             if value:
-                return value.strip()
+                return value
     return None
 
 

@@ -9,6 +9,16 @@ file is recorded in ``.dslocal/verified.json`` and never fetched or hashed again
 Only one downloader works in a folder at a time (a file lock); a second one waits
 and says who holds the folder.
 
+One resolve per file, as huggingface_hub does it (``file_download.py``): the file's URL
+(``/resolve/<commit>/<path>`` on a hub) is asked once, without following the redirect;
+the hop's ``X-Linked-Etag`` (normalised) is the file's identity, ``X-Repo-Commit`` its
+commit and ``Location`` where every ranged read then goes, without the token when that
+is another host. A link that expires (403/410 from the CDN) is resolved once more.
+The Hub counts every resolve against a small quota; a 429 that says when its window
+resets (``RateLimit: "resolvers";r=0;t=N``) is waited out, and the wait is reported.
+Every ranged answer must carry the ``Content-Range`` asked for; a server that ignores
+Range gets the file in one piece. The listing's sha256 is the final word on the bytes.
+
 Durability: chunk data is not fsynced one by one (that would halve throughput); the
 final sha256 check catches anything a power cut left half-written, and the file is
 fsynced before it is renamed into place.
@@ -17,7 +27,6 @@ fsynced before it is renamed into place.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -29,18 +38,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
-from dslocal.errors import DiskError, DslocalError, NetworkError
+from dslocal.errors import AccessError, DiskError, DslocalError, NetworkError
 from dslocal.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from dslocal.progress import Progress, ProgressSink, RateMeter, null_sink
-from dslocal.sources.http import CONNECT_TIMEOUT, raise_for_status
+from dslocal.sources.http import CONNECT_TIMEOUT, normalise_etag, raise_for_status
 from dslocal.sources.listing import RemoteFile, safe_target
+from dslocal.sources.resolve import (
+    CONTENT_RANGE, LinkExpired, Net, RateGate, Resolved, Resolver, RetryRequest, content_total, raise_transient,
+)
 from dslocal.units import format_bytes
 
 STATE_VERSION = 1
 META_DIR = ".dslocal"
+ONE_PIECE_LIMIT = 50 * 1000**3  # huggingface_hub MAX_HTTP_DOWNLOAD_SIZE: larger plain GETs are not served
 Notify = Callable[[str], None]
 
 
@@ -50,9 +64,11 @@ class DownloadOptions:
     parallel_files: int = 2
     chunk_size: int = 64 << 20
     read_timeout: float = 30.0  # a stall longer than this aborts the request and retries
-    max_attempts: int = 8  # per chunk
+    max_attempts: int = 8  # per request, for failures other than waited-out rate limits and expired links
     backoff: float = 0.5  # seconds, doubled per attempt
     lock_wait: float | None = None  # seconds to wait for another downloader; None = forever
+    rate_limit_cap: float = 330.0  # the most one 429 makes a connection wait (the Hub's windows are 300 s)
+    rate_limit_budget: float = 3600.0  # the most one request waits out rate limits in all before it fails
 
 
 @dataclass(frozen=True)
@@ -75,14 +91,6 @@ class DownloadReport:
         return sum(f.fetched_bytes for f in self.files)
 
 
-class _Restart(Exception):
-    """The remote file changed (ETag) or the server ignores Range: start the file over."""
-
-    def __init__(self, reason: str, whole_file: bool = False) -> None:
-        super().__init__(reason)
-        self.whole_file = whole_file
-
-
 class ChecksumError(DslocalError):
     exit_code = NetworkError.exit_code
 
@@ -94,8 +102,9 @@ class _State:
     size: int
     sha256: str | None
     chunk: int
-    etag: str | None = None
+    etag: str | None = None  # the file's identity when it was started (X-Linked-Etag, else the ETag)
     done: list[int] = field(default_factory=list)
+    commit: str | None = None  # X-Repo-Commit, where the hub says
 
 
 def part_path(target: Path) -> Path:
@@ -231,141 +240,216 @@ def preflight(plans: Sequence[FilePlan], folder: Path) -> tuple[int, int]:
 # --------------------------------------------------------------------------- one file
 
 
+class _PrefixHasher:
+    """Hashes the finished chunks in order, in a thread of its own, while later ones still arrive."""
+
+    def __init__(self, fd: int, chunk: int, size: int, done: set[int], lock: threading.Condition) -> None:
+        self.fd, self.chunk, self.size, self.done, self.lock = fd, chunk, size, done, lock
+        self.n_chunks = max(1, -(-size // chunk))
+        self.hasher = hashlib.sha256()
+        self.hashed = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        view = memoryview(bytearray(8 << 20))
+        while True:
+            with self.lock:
+                while self.hashed < self.n_chunks and self.hashed not in self.done and not self.stop.is_set():
+                    self.lock.wait(0.5)
+                if self.stop.is_set() or self.hashed >= self.n_chunks:
+                    return
+            offset, end = self.hashed * self.chunk, min(self.size, (self.hashed + 1) * self.chunk)
+            while offset < end:
+                n = os.preadv(self.fd, [view[: min(len(view), end - offset)]], offset)
+                self.hasher.update(view[:n])
+                offset += n
+            self.hashed += 1
+
+
 class _FileJob:
-    def __init__(
-        self, plan: FilePlan, session: requests.Session, headers: dict[str, str], options: DownloadOptions,
-        progress: Callable[[int], None],
-    ) -> None:
+    def __init__(self, plan: FilePlan, net: Net, progress: Callable[[int], None]) -> None:
         self.plan = plan
         self.remote = plan.remote
-        self.session = session
-        self.headers = headers
-        self.options = options
+        self.net = net
+        self.options = net.options
         self.progress = progress
         self.lock = threading.Condition()
+        self.refresh_lock = threading.Lock()
         self.fetched = 0
+        self.target: Resolved | None = None
 
     # -- state
-    def _fresh_state(self) -> _State:
-        return _State(STATE_VERSION, self.remote.url, self.remote.size, self.remote.sha256, self.options.chunk_size)
-
     def _save(self, state: _State) -> None:
         atomic_write_bytes(state_path(self.plan.target), json.dumps(asdict(state)).encode())
+
+    def _resolve(self) -> Resolved:
+        resolved = Resolver(self.net, self.remote).resolve()
+        origin = self.remote.origin
+        if resolved.size is not None and resolved.size != self.remote.size:
+            raise self._changed(f"the server says it is {resolved.size:,} bytes, the listing said {self.remote.size:,}")
+        if origin is not None and origin.commit and resolved.commit and resolved.commit != origin.commit:
+            raise self._changed(f"the hub served commit {resolved.commit}, the download is pinned to {origin.commit}")
+        return resolved
+
+    def _changed(self, why: str) -> NetworkError:
+        return NetworkError(f"{self.remote.path}: {why}", "the file changed on the server: rerun to list it again, or use another --source")
+
+    def _start_state(self, target: Resolved) -> _State:
+        """The partial file's state, kept when it is still this file; a fresh one otherwise."""
+        path, remote = self.plan.target, self.remote
+        chunk = self.options.chunk_size if target.ranged else max(remote.size, 1)
+        state = _load_state(path, remote)
+        # The listing's sha256 is the final word; the identity only guards files that have none.
+        changed = bool(state and remote.sha256 is None and state.etag and target.identity
+                       and normalise_etag(state.etag) != target.identity)
+        if state is not None and (changed or (not target.ranged and state.chunk != chunk)):
+            if changed:
+                self.net.status(f"{remote.path} changed on the server since it was started; starting it over")
+            _discard_partial(path)
+            state = None
+        if not target.ranged:
+            big = " (plain GETs this large are often refused)" if remote.size > ONE_PIECE_LIMIT else ""
+            self.net.status(f"{urlsplit(target.data_url).hostname} ignores Range: fetching {remote.path} in one piece{big}")
+        state = state or _State(STATE_VERSION, remote.url, remote.size, remote.sha256, chunk)
+        state.etag, state.commit = target.identity or state.etag, target.commit or state.commit
+        return state
+
+    def _refresh(self, stale: Resolved) -> None:
+        """A new link from the hub, unless another connection already got one."""
+        with self.refresh_lock:
+            if self.target is stale:
+                self.target = self._resolve()
 
     # -- one chunk
     def _fetch_chunk(self, fd: int, state: _State, index: int) -> None:
         start = index * state.chunk
         end = min(self.remote.size, start + state.chunk) - 1
-        headers = {**self.headers, "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
-        last_error = "no attempt"
-        for attempt in range(self.options.max_attempts):
-            written = 0
+        expired: list[Resolved] = []
+
+        def attempt() -> int:
+            target = self.target
+            assert target is not None
             try:
-                with self.session.get(
-                    self.remote.url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, self.options.read_timeout)
-                ) as response:
-                    if response.status_code >= 400 and response.status_code not in (429, 500, 502, 503, 504):
-                        raise_for_status(response, self.remote.path)
-                    if response.status_code in (429, 500, 502, 503, 504):
-                        last_error = f"HTTP {response.status_code}"
-                        raise requests.ConnectionError(last_error)
-                    if response.status_code == 200 and (start, end) != (0, self.remote.size - 1):
-                        raise _Restart("the server ignores Range requests", whole_file=True)
-                    etag = response.headers.get("ETag")
-                    with self.lock:
-                        if state.etag is None:
-                            state.etag = etag
-                        elif etag and etag != state.etag:
-                            raise _Restart("the file changed on the server")
-                    position = start
-                    for block in response.iter_content(1 << 20):
-                        if position + len(block) > end + 1:
-                            raise requests.ConnectionError("the server sent more than asked")
-                        os.pwrite(fd, block, position)
-                        position += len(block)
-                        written += len(block)
-                        self.progress(len(block))
-                    if position != end + 1:
-                        raise requests.ConnectionError(f"short read ({position - start} of {end + 1 - start} bytes)")
-                with self.lock:
-                    self.fetched += written
-                return
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                self.progress(-written)
-                last_error = str(exc)[:200] or type(exc).__name__
-                time.sleep(min(self.options.backoff * (2**attempt), 30))
-        raise NetworkError(
-            f"{self.remote.path}: bytes {start}-{end} failed {self.options.max_attempts} times ({last_error})",
-            "rerun the same command to resume, or try another --source",
-        )
+                return self._get_range(fd, start, end, target)
+            except LinkExpired as exc:
+                if expired:
+                    raise AccessError(
+                        f"{self.remote.path}: {urlsplit(target.data_url).hostname} refused even a fresh link"
+                        f" (HTTP {exc.status})", "rerun later, or try another --source",
+                    ) from None
+                expired.append(target)
+                self._refresh(target)
+                raise RetryRequest(f"the link expired (HTTP {exc.status})", counted=False) from None
+
+        written = self.net.retrying(f"{self.remote.path}: bytes {start}-{end}", self.target.data_url, attempt)
+        with self.lock:
+            self.fetched += written
+
+    def _get_range(self, fd: int, start: int, end: int, target: Resolved) -> int:
+        headers = {**self.net.headers_for(target.data_url, self.remote.url), "Accept-Encoding": "identity"}
+        if target.ranged:
+            headers["Range"] = f"bytes={start}-{end}"
+        with self.net.session.get(
+            target.data_url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, self.options.read_timeout)
+        ) as response:
+            self._check_answer(response, start, end, target)
+            return self._write_body(fd, response, start, end)
+
+    def _check_answer(self, response: requests.Response, start: int, end: int, target: Resolved) -> None:
+        """Only the bytes asked for are written: the status and Content-Range are checked first."""
+        code = response.status_code
+        raise_transient(response)
+        if code in (403, 410) and target.foreign:
+            raise LinkExpired(code)
+        if code == 416:
+            total = content_total(response)
+            raise self._changed(f"the server has no bytes {start}-{end} (HTTP 416): the file there is "
+                                f"{'smaller' if total is None else f'{total:,} bytes'}, the listing said {self.remote.size:,}")
+        if code >= 400:
+            raise_for_status(response, self.remote.path, origin=None if target.foreign else self.remote.origin,
+                             token_sent=not target.foreign and self.net.token_sent)
+        if code == 206:
+            match = CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if match is None:
+                raise RetryRequest(f"HTTP 206 without a Content-Range for bytes {start}-{end}")
+            if match[3] != "*" and int(match[3]) != self.remote.size:
+                raise self._changed(f"the server says it is {int(match[3]):,} bytes, the listing said {self.remote.size:,}")
+            if (int(match[1]), int(match[2])) != (start, end):
+                raise RetryRequest(f"asked for bytes {start}-{end}, the server sent {match[1]}-{match[2]}")
+        elif code == 200:
+            if (start, end) != (0, self.remote.size - 1):
+                raise RetryRequest(f"the server ignored Range for bytes {start}-{end} (HTTP 200)")
+        else:
+            raise RetryRequest(f"HTTP {code}")
+
+    def _write_body(self, fd: int, response: requests.Response, start: int, end: int) -> int:
+        position = start
+        try:
+            for block in response.iter_content(1 << 20):
+                if position + len(block) > end + 1:
+                    raise RetryRequest("the server sent more than asked")
+                os.pwrite(fd, block, position)
+                position += len(block)
+                self.progress(len(block))
+            if position != end + 1:
+                raise RetryRequest(f"short read ({position - start} of {end + 1 - start} bytes)")
+        except BaseException:
+            self.progress(start - position)
+            raise
+        return position - start
 
     # -- the whole file
     def run(self) -> str | None:
         """Fetch what is missing and return the sha256 of the complete file."""
         target = self.plan.target
         target.parent.mkdir(parents=True, exist_ok=True)
-        state = _load_state(target, self.remote) or self._fresh_state()
-        part = part_path(target)
         if self.remote.size == 0:
-            part.write_bytes(b"")
+            part_path(target).write_bytes(b"")
             return hashlib.sha256().hexdigest()
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        self.target = self._resolve()
+        state = self._start_state(self.target)
+        fd = os.open(part_path(target), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if not state.done:
                 os.ftruncate(fd, self.remote.size)
             self._save(state)
-            n_chunks = max(1, -(-self.remote.size // state.chunk))
-            done = set(state.done)
-            pending = [i for i in range(n_chunks) if i not in done]
-            hasher = hashlib.sha256()
-            hashed = [0]  # chunks hashed so far (in order)
-            stop = threading.Event()
-
-            def hash_prefix() -> None:
-                view = memoryview(bytearray(8 << 20))
-                while True:
-                    with self.lock:
-                        while hashed[0] < n_chunks and hashed[0] not in done and not stop.is_set():
-                            self.lock.wait(0.5)
-                        if stop.is_set() or hashed[0] >= n_chunks:
-                            return
-                    index = hashed[0]
-                    offset, end = index * state.chunk, min(self.remote.size, (index + 1) * state.chunk)
-                    while offset < end:
-                        n = os.preadv(fd, [view[: min(len(view), end - offset)]], offset)
-                        hasher.update(view[:n])
-                        offset += n
-                    hashed[0] += 1
-
-            def work(index: int) -> None:
-                if stop.is_set():
-                    return
-                self._fetch_chunk(fd, state, index)
-                with self.lock:
-                    done.add(index)
-                    state.done = sorted(done)
-                    self._save(state)
-                    self.lock.notify_all()
-
-            hash_thread = threading.Thread(target=hash_prefix, daemon=True)
-            hash_thread.start()
-            try:
-                with ThreadPoolExecutor(max_workers=self.options.connections) as pool:
-                    futures = [pool.submit(work, i) for i in pending]
-                    for future in futures:
-                        try:
-                            future.result()
-                        except BaseException:
-                            stop.set()
-                            raise
-            finally:
-                with self.lock:
-                    self.lock.notify_all()
-                hash_thread.join()
+            digest = self._fetch_all(fd, state)
             os.fsync(fd)
         finally:
             os.close(fd)
-        return hasher.hexdigest()
+        return digest
+
+    def _fetch_all(self, fd: int, state: _State) -> str:
+        done = set(state.done)
+        hashing = _PrefixHasher(fd, state.chunk, self.remote.size, done, self.lock)
+        pending = [i for i in range(hashing.n_chunks) if i not in done]
+
+        def work(index: int) -> None:
+            if hashing.stop.is_set():
+                return
+            self._fetch_chunk(fd, state, index)
+            with self.lock:
+                done.add(index)
+                state.done = sorted(done)
+                self._save(state)
+                self.lock.notify_all()
+
+        hashing.thread.start()
+        try:
+            with ThreadPoolExecutor(max_workers=self.options.connections) as pool:
+                futures = [pool.submit(work, i) for i in pending]
+                for future in futures:
+                    try:
+                        future.result()
+                    except BaseException:
+                        hashing.stop.set()
+                        raise
+        finally:
+            with self.lock:
+                self.lock.notify_all()
+            hashing.thread.join()
+        return hashing.hasher.hexdigest()
 
 
 def _discard_partial(target: Path) -> None:
@@ -376,22 +460,15 @@ def _discard_partial(target: Path) -> None:
 
 
 def fetch_file(
-    plan: FilePlan, session: requests.Session, headers: dict[str, str], options: DownloadOptions,
-    progress: Callable[[int], None], ledger: Ledger, ledger_lock: threading.Lock,
+    plan: FilePlan, net: Net, progress: Callable[[int], None], ledger: Ledger, ledger_lock: threading.Lock,
 ) -> FileResult:
     """Fetch one file (resuming), verify it, re-fetch once on a bad checksum, and move it into place."""
     remote, target = plan.remote, plan.target
     fetched = 0
+    digest = None
     for attempt in (1, 2):
-        job = _FileJob(plan, session, headers, options, progress)
-        try:
-            digest = job.run()
-        except _Restart as restart:
-            _discard_partial(target)
-            if restart.whole_file:  # one connection, one request for the whole file
-                options = dataclasses.replace(options, chunk_size=max(remote.size, 1), connections=1)
-            job = _FileJob(plan, session, headers, options, progress)
-            digest = job.run()
+        job = _FileJob(plan, net, progress)
+        digest = job.run()
         fetched += job.fetched
         part = part_path(target)
         size = part.stat().st_size
@@ -439,6 +516,34 @@ def copy_local(plan: FilePlan, progress: Callable[[int], None], ledger: Ledger, 
     return FileResult(remote.path, target, remote.size, digest, "downloaded", remote.size)
 
 
+class _Meters:
+    """Per-file and total byte counts, turned into progress events; status lines go the same way."""
+
+    def __init__(self, plans: Sequence[FilePlan], progress: ProgressSink, notify: Notify) -> None:
+        self.progress, self.notify = progress, notify
+        self.total = sum(p.remote.size for p in plans)
+        self.done = {p.remote.path: p.remote.size - p.remaining for p in plans}
+        self.sizes = {p.remote.path: p.remote.size for p in plans}
+        self.meters = {path: RateMeter() for path in [*self.done, ""]}
+        self.lock = threading.Lock()
+
+    def advance(self, n: int, name: str) -> None:
+        with self.lock:
+            self.done[name] += n
+            file_done, all_done = self.done[name], sum(self.done.values())
+            file_rate, file_eta = self.meters[name].update(file_done, self.sizes[name])
+            rate, eta = self.meters[""].update(all_done, self.total)
+        self.progress(Progress(f"file:{name}", file_done, self.sizes[name], name, file_rate, file_eta))
+        self.progress(Progress("download", all_done, self.total, name, rate, eta))
+
+    def status(self, message: str) -> None:
+        """A visible status (e.g. "waiting for the Hub's rate limit (120s)"): a note, and the detail of an event."""
+        self.notify(message)
+        with self.lock:
+            all_done = sum(self.done.values())
+        self.progress(Progress("download", all_done, self.total, message))
+
+
 def download(
     files: Sequence[RemoteFile],
     folder: Path,
@@ -451,45 +556,31 @@ def download(
     notify: Notify = lambda message: None,
     local: bool = False,
 ) -> DownloadReport:
-    """Download ``files`` into ``folder``: lock, preflight, fetch in parallel, verify."""
+    """Download ``files`` into ``folder``: lock, preflight, fetch in parallel, verify.
+
+    ``headers`` (the token) go to the files' own URLs only, never to a CDN on another host."""
     from dslocal.sources.http import make_session
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     session = session or make_session()
-    headers = dict(headers or {})
     with folder_lock(folder, options.lock_wait, notify):
         plans = plan_files(files, folder, source)
         preflight(plans, folder)
-        total = sum(p.remote.size for p in plans)
-        done_by_file = {p.remote.path: p.remote.size - p.remaining for p in plans}
-        sizes = {p.remote.path: p.remote.size for p in plans}
-        meters = {path: RateMeter() for path in [*done_by_file, ""]}
-        counter_lock = threading.Lock()
-
-        def advance(n: int, name: str) -> None:
-            with counter_lock:
-                done_by_file[name] += n
-                file_done, all_done = done_by_file[name], sum(done_by_file.values())
-                file_rate, file_eta = meters[name].update(file_done, sizes[name])
-                rate, eta = meters[""].update(all_done, total)
-            progress(Progress(f"file:{name}", file_done, sizes[name], name, file_rate, file_eta))
-            progress(Progress("download", all_done, total, name, rate, eta))
-
+        meters = _Meters(plans, progress, notify)
+        net = Net(session, dict(headers or {}), options, RateGate(meters.status), meters.status)
         ledger = Ledger(folder)
         remove_stale_temps(ledger.path)
         ledger_lock = threading.Lock()
-        results: list[FileResult] = []
 
         def one(plan: FilePlan) -> FileResult:
             if plan.verified:
                 return FileResult(plan.remote.path, plan.target, plan.remote.size, plan.remote.sha256, "verified-before", 0)
-            sink = lambda n, name=plan.remote.path: advance(n, name)  # noqa: E731
+            sink = lambda n, name=plan.remote.path: meters.advance(n, name)  # noqa: E731
             if local:
                 return copy_local(plan, sink, ledger, ledger_lock)
-            return fetch_file(plan, session, headers, options, sink, ledger, ledger_lock)
+            return fetch_file(plan, net, sink, ledger, ledger_lock)
 
         with ThreadPoolExecutor(max_workers=max(1, options.parallel_files)) as pool:
-            for result in pool.map(one, plans):
-                results.append(result)
+            results = list(pool.map(one, plans))
         return DownloadReport(folder, tuple(results))

@@ -12,11 +12,22 @@ from dslocal.errors import InputError, UsageError
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a listed file lives on a hub: for pinning, and for errors that name the next step."""
+
+    repo: str  # ORG/NAME
+    revision: str  # as asked: a branch, a tag or a commit
+    commit: str | None  # the commit the listing was pinned to; None where the hub does not say
+    page: str  # the repository's web page (where access to a gated repository is requested)
+
+
+@dataclass(frozen=True)
 class RemoteFile:
     path: str  # relative path inside the repository, "/"-separated
     size: int
     sha256: str | None  # the LFS oid (or the source's own sha256); None when the source has none
-    url: str  # where to GET it (an absolute path for local sources)
+    url: str  # where to GET it (an absolute path for local sources); on a hub, at the pinned commit
+    origin: Origin | None = None  # set by hub sources
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

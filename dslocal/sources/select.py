@@ -18,12 +18,13 @@ import requests
 
 from dslocal.config import Settings
 from dslocal.errors import DslocalError, NetworkError, UsageError
-from dslocal.sources.http import hf_token
+from dslocal.sources.http import hf_token, raise_for_status
 from dslocal.sources.hub import HubSource, ModelScopeSource
 from dslocal.sources.listing import RemoteFile
 from dslocal.sources.local import LocalSource, PlainHttpSource
+from dslocal.units import format_bytes
 
-PROBE_BYTES = 1 << 20
+PROBE_BYTES = 1 << 20  # read, then the connection is closed, whatever the server sends
 PROBE_TIMEOUT = 5.0
 
 
@@ -72,14 +73,20 @@ def _list(source: Any, repo: str, revision: str | None, session: requests.Sessio
 
 
 def _probe_speed(source: Any, files: list[RemoteFile], session: requests.Session) -> float:
-    """Bytes per second for a ranged read of up to 1 MiB of the largest file."""
+    """Bytes per second for a read of at most PROBE_BYTES of the largest file, then the connection is
+    closed: a server that ignores Range (200 and the whole file) is not read to its end."""
     largest = max(files, key=lambda f: f.size)
-    headers = {**source.headers(), "Range": f"bytes=0-{min(PROBE_BYTES, largest.size) - 1}"}
+    headers = {**source.headers(), "Range": f"bytes=0-{max(min(PROBE_BYTES, largest.size), 1) - 1}",
+               "Accept-Encoding": "identity"}
+    received = 0
     start = time.perf_counter()
     with session.get(largest.url, headers=headers, stream=True, timeout=(PROBE_TIMEOUT, PROBE_TIMEOUT)) as response:
-        response.raise_for_status()
-        received = sum(len(block) for block in response.iter_content(1 << 16))
-    return received / max(time.perf_counter() - start, 1e-6)
+        raise_for_status(response, largest.path, origin=largest.origin, token_sent=bool(source.headers()))
+        for block in response.iter_content(1 << 16):
+            received += len(block)
+            if received >= PROBE_BYTES or time.perf_counter() - start > 2 * PROBE_TIMEOUT:
+                break
+    return min(received, PROBE_BYTES) / max(time.perf_counter() - start, 1e-6)
 
 
 def choose(
@@ -123,6 +130,6 @@ def choose(
             "check the network or proxy, or pass --source with a reachable mirror or a local folder",
         )
     source, files, _ = max(usable, key=lambda item: item[2])
-    reason = f"auto chose {source.name}, the fastest in a 1 MiB probe ({summary})"
+    reason = f"auto chose {source.name}, the fastest in a {format_bytes(PROBE_BYTES)} probe ({summary})"
     notify(reason)
     return Chosen(source, files, reason)
