@@ -5,12 +5,18 @@ Two layouts:
 * ``"llama.cpp"``: what ``llama-gguf-split --merge`` writes: shard 1's metadata with
   ``split.count`` set to 0, every tensor in shard order. (Difference on purpose: the
   alignment is ``general.alignment`` when the file sets one; llama.cpp always pads to 32.)
-* ``"ollama"``: the form Ollama >= 0.30 rewrites every import into (llama-quantize COPY,
-  as observed on Ollama 0.32.15): no ``split.*`` keys, ``general.quantization_version``
-  set, ``general.file_type`` moved last, tensors in llama.cpp's load order (output,
-  output_norm, token_embd, then blocks in numeric order, names sorted within a block).
-  Importing a file already in this form makes the server's rewrite reproduce the same
-  digest, so no second copy survives.
+* ``"ollama"``: byte for byte what ``llama-quantize IN OUT COPY`` writes, the rewrite that
+  Ollama >= 0.30 puts every imported GGUF through (the rules, read from llama.cpp's
+  source and checked against its quantizer by ``tests/test_canonical_copy.py``, are in
+  :mod:`dslocal.gguf_tools.layout`): GGUF version 3; shard 1's KVs in their order minus
+  ``split.*``, ``general.quantization_version`` and ``general.file_type``, then those two
+  appended, in that order, as u32; tensors in llama.cpp's load order (every non-block
+  tensor first, by name in byte order, then ``blk.N`` by N, by name within a block),
+  trailing dimensions of 1 dropped, everything aligned and padded to 32. Importing a
+  file in this form makes the server's rewrite reproduce it, digest and all, so no second
+  copy survives. Two departures, where llama.cpp would write an unreadable file or none:
+  ``general.alignment`` is written as 32, and a ``general.file_type`` of another integer
+  type as a u32.
 
 Either way the work is crash-safe: the output is written under a hidden
 ``.NAME.partial`` name, fsynced, then renamed; a journal (``.NAME.merge.json``) records
@@ -21,18 +27,23 @@ are copied from its end backwards, and after each tensor is durably in the outpu
 (fdatasync) the shard is truncated to just before it, then deleted when only its header
 is left. The extra disk needed at any moment is one tensor, so a merge needs about the
 model's size in all, and a rerun after a crash reads what is left from the shards'
-lengths. The output's sha256 is then computed in one pass at the end.
+lengths.
+
+Tensor data is copied by the kernel (``copy_file_range``). With ``compute_sha256`` a
+worker thread (:class:`~dslocal.gguf_tools.layout.TrailingHasher`) hashes the output
+file in order, reading each byte once everything before it is final: right behind the
+copy in the default mode; in the shrinking mode, as far as the tensors done so far reach
+from the start, the rest at the end. A resumed merge hashes the whole output the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
-import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,14 +51,23 @@ from dslocal.errors import DiskError, InputError
 from dslocal.fsutil import atomic_write_bytes, fsync_dir, remove_stale_temps
 from dslocal.gguf_tools.header import (
     _MIN_SIZE,
-    T_UINT32,
     GGUFFormatError,
     GGUFHeader,
     TensorInfo,
     align,
     read_file_header,
 )
-from dslocal.gguf_tools.layout import COPY_BUFFER, copy_range, encode_header, encode_kv, section_size
+from dslocal.gguf_tools.layout import (
+    CANONICAL_ALIGNMENT,
+    COPY_BUFFER,
+    SPLIT_KEYS,
+    TrailingHasher,
+    canonical_header,
+    canonical_order,
+    copy_range,
+    encode_header,
+    section_size,
+)
 from dslocal.gguf_tools.shards import ShardSet, open_local_set
 from dslocal.progress import Progress, ProgressSink, null_sink
 from dslocal.units import format_bytes
@@ -55,8 +75,6 @@ from dslocal.units import format_bytes
 JOURNAL_VERSION = 2
 LAYOUTS = ("llama.cpp", "ollama")
 CHECKPOINT_BYTES = 1 << 30
-SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-_BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -103,41 +121,13 @@ def _llama_cpp_kv(first: GGUFHeader) -> tuple[bytes, int]:
     return bytes(kv), len(first.kv)
 
 
-def _ollama_kv(first: GGUFHeader) -> tuple[bytes, int]:
-    parts: list[bytes] = []
-    file_type = None
-    has_qv = False
-    for entry in first.kv.values():
-        raw = first.raw[entry.start : entry.end]
-        if entry.key in SPLIT_KEYS:
-            continue
-        if entry.key == "general.file_type":
-            file_type = raw
-            continue
-        if entry.key == "general.quantization_version":
-            has_qv = True
-            raw = encode_kv(entry.key, T_UINT32, 2)
-        parts.append(raw)
-    if not has_qv:
-        parts.append(encode_kv("general.quantization_version", T_UINT32, 2))
-    if file_type is not None:
-        parts.append(file_type)
-    return b"".join(parts), len(parts)
-
-
 def ollama_order(tensors: list[TensorInfo]) -> list[TensorInfo]:
-    """llama.cpp's load order, as Ollama's rewrite leaves the tensors."""
-    head = {"output.weight": 0, "output_norm.weight": 1, "token_embd.weight": 2}
+    """llama.cpp's load order (weight_name_comparer), as Ollama's rewrite leaves the tensors."""
+    return canonical_order(tensors)
 
-    def key(t: TensorInfo) -> tuple:
-        if t.name in head:
-            return (0, head[t.name], 0, "")
-        match = _BLOCK.match(t.name)
-        if match:
-            return (1, 0, int(match[1]), t.name)
-        return (2, 0, 0, t.name)
 
-    return sorted(tensors, key=key)
+def output_alignment(shard_set: ShardSet, layout: str) -> int:
+    return CANONICAL_ALIGNMENT if layout == "ollama" else shard_set.first.alignment
 
 
 def output_header(shard_set: ShardSet, layout: str = "llama.cpp") -> tuple[bytes, list[TensorInfo], list[int]]:
@@ -147,13 +137,9 @@ def output_header(shard_set: ShardSet, layout: str = "llama.cpp") -> tuple[bytes
     first = shard_set.first
     tensors = [tensor for _, tensor in shard_set.tensors()]
     if layout == "ollama":
-        kv, n_kv = _ollama_kv(first)
-        tensors = ollama_order(tensors)
-        alignment = 32
-    else:
-        kv, n_kv = _llama_cpp_kv(first)
-        alignment = first.alignment
-    header, offsets = encode_header(first.version, n_kv, kv, tensors, alignment)
+        return canonical_header(first, tensors)
+    kv, n_kv = _llama_cpp_kv(first)
+    header, offsets = encode_header(first.version, n_kv, kv, tensors, first.alignment)
     return header, tensors, offsets
 
 
@@ -183,9 +169,11 @@ def _free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def required_bytes(shard_set: ShardSet, header_size: int, output_dir: Path, delete_shards: bool) -> int:
-    """Free space the merge needs in ``output_dir``."""
-    alignment = shard_set.first.alignment
+def required_bytes(
+    shard_set: ShardSet, header_size: int, output_dir: Path, delete_shards: bool, alignment: int | None = None
+) -> int:
+    """Free space the merge needs in ``output_dir`` (``alignment``: the output's, default the set's)."""
+    alignment = alignment or shard_set.first.alignment
     total = header_size + section_size([t for _, t in shard_set.tensors()], alignment)
     if not delete_shards:
         return total
@@ -196,17 +184,22 @@ def required_bytes(shard_set: ShardSet, header_size: int, output_dir: Path, dele
     return header_size + align(largest, alignment)
 
 
-def _start(shard_set: ShardSet, output: Path, layout: str, delete_shards: bool, check_space: bool) -> _Journal:  # noqa: C901
+def _check_space(shard_set: ShardSet, header_size: int, output: Path, delete_shards: bool, alignment: int) -> None:
+    need = required_bytes(shard_set, header_size, output.parent, delete_shards, alignment)
+    free = _free_bytes(output.parent)
+    if need > free:
+        raise DiskError(
+            f"merging needs {format_bytes(need)} free in {output.parent}, there is {format_bytes(free)}",
+            "free some space, write elsewhere with -o, or add --delete-shards to need only the largest shard",
+        )
+
+
+def _start(shard_set: ShardSet, output: Path, layout: str, delete_shards: bool, check_space: bool) -> _Journal:
     header, tensors, _ = output_header(shard_set, layout)
-    output_size = len(header) + section_size(tensors, 32 if layout == "ollama" else shard_set.first.alignment)
+    alignment = output_alignment(shard_set, layout)
+    output_size = len(header) + section_size(tensors, alignment)
     if check_space:
-        need = required_bytes(shard_set, len(header), output.parent, delete_shards)
-        free = _free_bytes(output.parent)
-        if need > free:
-            raise DiskError(
-                f"merging needs {format_bytes(need)} free in {output.parent}, there is {format_bytes(free)}",
-                "free some space, write elsewhere with -o, or add --delete-shards to need only the largest shard",
-            )
+        _check_space(shard_set, len(header), output, delete_shards, alignment)
     partial = partial_path(output)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -232,81 +225,134 @@ def _start(shard_set: ShardSet, output: Path, layout: str, delete_shards: bool, 
     return journal
 
 
-def _hash_prefix(fd: int, length: int, hasher: hashlib._Hash, view: memoryview) -> None:
-    done = 0
-    while done < length:
-        n = os.preadv(fd, [view[: min(len(view), length - done)]], done)
-        if n <= 0:
-            raise GGUFFormatError("the partial merge output is shorter than its journal says", "start the merge over")
-        hasher.update(view[:n])
-        done += n
+class _Frontier:
+    """Which output tensors are complete; tells the hasher how long a prefix of the file is final."""
+
+    def __init__(self, out: GGUFHeader, output_size: int, hasher: TrailingHasher | None) -> None:
+        self._starts = [out.data_offset + t.offset for t in out.tensors]
+        self._done = [False] * len(self._starts)
+        self._next = 0
+        self._size = output_size
+        self._hasher = hasher
+        self._publish()  # the header and its padding were written (and synced) by _start
+
+    def _publish(self, extra: int = 0) -> None:
+        if self._hasher is not None:
+            start = self._starts[self._next] if self._next < len(self._starts) else self._size
+            self._hasher.advance(start + extra)
+
+    def writing(self, index: int, written: int) -> None:
+        """``written`` bytes of tensor ``index`` (from its start) are in the file."""
+        if index == self._next:
+            self._publish(written)
+
+    def complete(self, index: int) -> None:
+        self._done[index] = True
+        while self._next < len(self._done) and self._done[self._next]:
+            self._next += 1
+        self._publish()
 
 
-def _shrink_merge(output: Path, journal: _Journal, out: GGUFHeader, progress: ProgressSink) -> int:
+def _hashing(partial: Path, journal: _Journal, compute_sha256: bool) -> contextlib.AbstractContextManager:
+    return TrailingHasher(partial, journal.output_size) if compute_sha256 else contextlib.nullcontext()
+
+
+def _mismatch(shard: str | Path, output: Path) -> GGUFFormatError:
+    return GGUFFormatError(
+        f"{shard} no longer matches the interrupted merge into {output.name}",
+        f"delete {partial_path(output)} and {journal_path(output)} to start over",
+    )
+
+
+def _shrink_shard(
+    path: Path, fd: int, out: GGUFHeader, index: dict[str, int], frontier: _Frontier, view: memoryview,
+    on_tensor: Callable[[int], None],
+) -> int:
+    """Move one shard's tensors into the output from its end backwards; returns how many were moved before."""
+    header = read_file_header(path, check_size=False)
+    size = path.stat().st_size
+    already = 0
+    src = os.open(path, os.O_RDONLY)
+    try:
+        for tensor in sorted(header.tensors, key=lambda t: t.offset, reverse=True):
+            i = index[tensor.name]
+            start = header.data_offset + tensor.offset
+            if start + tensor.n_bytes <= size:
+                written = 0
+
+                def advance(n: int, i: int = i) -> None:
+                    nonlocal written
+                    written += n
+                    frontier.writing(i, written)
+
+                copy_range(src, start, fd, out.data_offset + out.tensors[i].offset, tensor.n_bytes,
+                           buffer=view, on_bytes=advance)
+                os.fdatasync(fd)  # durable in the output before it leaves the shard
+                os.truncate(path, start)
+                size = start
+            else:
+                already += 1
+            frontier.complete(i)
+            on_tensor(tensor.n_bytes)
+    finally:
+        os.close(src)
+    return already
+
+
+def _shrink_merge(
+    output: Path, journal: _Journal, out: GGUFHeader, compute_sha256: bool, progress: ProgressSink
+) -> tuple[str | None, int]:
     """Copy each shard's tensors from its end backwards, truncating the shard behind each one.
 
-    Returns how many tensors an earlier, interrupted run had already moved.
+    Returns (sha256, how many tensors an earlier, interrupted run had already moved).
     """
-    by_name = {t.name: t for t in out.tensors}
+    index = {t.name: i for i, t in enumerate(out.tensors)}
     total = out.tensor_bytes
     done_bytes = 0
     already = 0
     view = memoryview(bytearray(COPY_BUFFER))
-    fd = os.open(partial_path(output), os.O_RDWR)
-    try:
-        for shard, names in zip(journal.shards, journal.shard_tensors):
-            path = Path(shard)
-            if not path.exists():
-                done_bytes += sum(by_name[n].n_bytes for n in names)
-                already += len(names)
-                continue
-            header = read_file_header(path, check_size=False)
-            if [t.name for t in header.tensors] != names:
-                raise GGUFFormatError(
-                    f"{shard} no longer matches the interrupted merge into {output.name}",
-                    f"delete {partial_path(output)} and {journal_path(output)} to start over",
-                )
-            size = path.stat().st_size
-            src = os.open(path, os.O_RDONLY)
-            try:
-                for tensor in sorted(header.tensors, key=lambda t: t.offset, reverse=True):
-                    start = header.data_offset + tensor.offset
-                    if start + tensor.n_bytes <= size:
-                        copy_range(src, start, fd, out.data_offset + by_name[tensor.name].offset, tensor.n_bytes, buffer=view)
-                        os.fdatasync(fd)  # durable in the output before it leaves the shard
-                        os.truncate(path, start)
-                        size = start
-                    else:
-                        already += 1
-                    done_bytes += tensor.n_bytes
-                    progress(Progress("merge", done_bytes, total, path.name))
-            finally:
-                os.close(src)
-            path.unlink()
-            fsync_dir(path.parent)
-            progress(Progress("merge:deleted", done_bytes, total, path.name))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return already
-
-
-def _hash_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    view = memoryview(bytearray(COPY_BUFFER))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        _hash_prefix(fd, os.fstat(fd).st_size, hasher, view)
-    finally:
-        os.close(fd)
-    return hasher.hexdigest()
-
-
-def _ordered_merge(
-    output: Path, journal: _Journal, out: GGUFHeader, compute_sha256: bool, progress: ProgressSink
-) -> tuple[str | None, int]:
-    """Copy tensors in output order, hashing on the way; returns (sha256, tensors an earlier run had done)."""
     partial = partial_path(output)
+    with _hashing(partial, journal, compute_sha256) as hasher:
+        frontier = _Frontier(out, journal.output_size, hasher)
+        fd = os.open(partial, os.O_RDWR)
+        try:
+            for shard, names in zip(journal.shards, journal.shard_tensors):
+                path = Path(shard)
+                if not path.exists():
+                    for name in names:
+                        frontier.complete(index[name])
+                    done_bytes += sum(out.tensors[index[n]].n_bytes for n in names)
+                    already += len(names)
+                    continue
+                if [t.name for t in read_file_header(path, check_size=False).tensors] != names:
+                    raise _mismatch(shard, output)
+
+                def on_tensor(n: int, name: str = path.name) -> None:
+                    nonlocal done_bytes
+                    done_bytes += n
+                    progress(Progress("merge", done_bytes, total, name))
+
+                already += _shrink_shard(path, fd, out, index, frontier, view, on_tensor)
+                path.unlink()
+                fsync_dir(path.parent)
+                progress(Progress("merge:deleted", done_bytes, total, path.name))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        digest = hasher.hexdigest() if hasher is not None else None
+    return digest, already
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Where the tensors still to copy are: shard index and tensor info in that shard, by name."""
+
+    headers: dict[int, GGUFHeader]
+    tensors: dict[str, tuple[int, TensorInfo]]
+    remaining: list[set[str]]  # per shard, the names not yet durably in the output
+
+
+def _open_sources(output: Path, journal: _Journal, out: GGUFHeader) -> _Sources:
     remaining = [set(names) for names in journal.shard_tensors]
     owner = {name: k for k, names in enumerate(journal.shard_tensors) for name in names}
     for tensor in out.tensors[: journal.done]:
@@ -316,58 +362,76 @@ def _ordered_merge(
         if remaining[k]:
             header = read_file_header(shard)
             if {t.name for t in header.tensors} != set(journal.shard_tensors[k]):
-                raise GGUFFormatError(
-                    f"{shard} no longer matches the interrupted merge into {output.name}",
-                    f"delete {partial} and {journal_path(output)} to start over",
-                )
+                raise _mismatch(shard, output)
             headers[k] = header
-    sources = {t.name: (k, t) for k, h in headers.items() for t in h.tensors}
-    resumed_at = journal.done
+    tensors = {t.name: (k, t) for k, h in headers.items() for t in h.tensors}
+    return _Sources(headers, tensors, remaining)
+
+
+def _copy_ordered(
+    output: Path, fd: int, journal: _Journal, out: GGUFHeader, sources: _Sources, frontier: _Frontier,
+    progress: ProgressSink,
+) -> None:
+    """Copy the tensors from ``journal.done`` on, in output order, journaling at shard ends and every GiB."""
     total_bytes = out.tensor_bytes
-    done_bytes = sum(t.n_bytes for t in out.tensors[:resumed_at])
-    hasher = hashlib.sha256() if compute_sha256 else None
+    done_bytes = sum(t.n_bytes for t in out.tensors[: journal.done])
     view = memoryview(bytearray(COPY_BUFFER))
     fds: dict[int, int] = {}
-
-    fd = os.open(partial, os.O_RDWR)
+    since_checkpoint = 0
     try:
-        if hasher is not None:
-            prefix = out.data_offset + out.tensors[resumed_at].offset if resumed_at < len(out.tensors) else journal.output_size
-            _hash_prefix(fd, prefix, hasher, view)
-        since_checkpoint = 0
-        for i in range(resumed_at, len(out.tensors)):
+        for i in range(journal.done, len(out.tensors)):
             dst = out.tensors[i]
-            k, src = sources[dst.name]
+            k, src = sources.tensors[dst.name]
             if k not in fds:
                 fds[k] = os.open(journal.shards[k], os.O_RDONLY)
+            written = 0
 
-            def advance(n: int, name: str = Path(journal.shards[k]).name) -> None:
-                nonlocal done_bytes
+            def advance(n: int, i: int = i, name: str = Path(journal.shards[k]).name) -> None:
+                nonlocal done_bytes, written
                 done_bytes += n
+                written += n
+                frontier.writing(i, written)
                 progress(Progress("merge", done_bytes, total_bytes, name))
 
             try:
-                copy_range(fds[k], headers[k].data_offset + src.offset, fd, out.data_offset + dst.offset,
-                           src.n_bytes, hasher=hasher, buffer=view, on_bytes=advance)
+                copy_range(fds[k], sources.headers[k].data_offset + src.offset, fd, out.data_offset + dst.offset,
+                           src.n_bytes, buffer=view, on_bytes=advance)
             except EOFError:
                 raise GGUFFormatError(f"{journal.shards[k]} ended before its tensor data did", "download it again") from None
-            if hasher is not None:
-                hasher.update(bytes(align(dst.n_bytes, out.alignment) - dst.n_bytes))
-            remaining[k].discard(dst.name)
+            frontier.complete(i)
+            sources.remaining[k].discard(dst.name)
             since_checkpoint += dst.n_bytes
-            if not remaining[k] or since_checkpoint >= CHECKPOINT_BYTES:
+            if not sources.remaining[k] or since_checkpoint >= CHECKPOINT_BYTES:
                 os.fsync(fd)
                 journal.done = i + 1
                 _save_journal(output, journal)
                 since_checkpoint = 0
-            if not remaining[k]:
+            if not sources.remaining[k]:
                 os.close(fds.pop(k))
-        os.fsync(fd)
     finally:
-        os.close(fd)
         for handle in fds.values():
             os.close(handle)
-    return (hasher.hexdigest() if hasher is not None else None), resumed_at
+
+
+def _ordered_merge(
+    output: Path, journal: _Journal, out: GGUFHeader, compute_sha256: bool, progress: ProgressSink
+) -> tuple[str | None, int]:
+    """Copy tensors in output order, hashing behind the copy; returns (sha256, tensors an earlier run had done)."""
+    partial = partial_path(output)
+    sources = _open_sources(output, journal, out)
+    resumed_at = journal.done
+    with _hashing(partial, journal, compute_sha256) as hasher:
+        frontier = _Frontier(out, journal.output_size, hasher)
+        for i in range(resumed_at):
+            frontier.complete(i)
+        fd = os.open(partial, os.O_RDWR)
+        try:
+            _copy_ordered(output, fd, journal, out, sources, frontier, progress)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        digest = hasher.hexdigest() if hasher is not None else None
+    return digest, resumed_at
 
 
 @contextlib.contextmanager
@@ -416,11 +480,8 @@ def merge_shards(
 
     out = read_file_header(partial, check_size=False)
     with _resumable_when_the_disk_fills(output.parent):
-        if journal.mode == "shrink":
-            already = _shrink_merge(output, journal, out, progress)
-            digest = _hash_file(partial) if compute_sha256 else None
-        else:
-            digest, already = _ordered_merge(output, journal, out, compute_sha256, progress)
+        merge = _shrink_merge if journal.mode == "shrink" else _ordered_merge
+        digest, already = merge(output, journal, out, compute_sha256, progress)
     os.replace(partial, output)
     fsync_dir(output.parent)
     journal_path(output).unlink(missing_ok=True)
