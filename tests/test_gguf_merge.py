@@ -191,17 +191,22 @@ def test_delete_shards_peak_disk_is_the_model_plus_one_tensor(tmp_path):
 
 @pytest.mark.parametrize("kind", ["deepseek2-mla", "qwen2"])
 def test_ollama_layout_is_llama_cpp_load_order_and_idempotent(make_gguf, tmp_path, kind):
+    """The exact rules; tests/test_canonical_copy.py checks the bytes against llama.cpp's quantizer."""
     shards = make_gguf(kind, "q8_0", shards=3)
     out = merge_shards(shards[0], tmp_path / "canon.gguf", layout="ollama", compute_sha256=True)
     header = read_file_header(out.path)
     names = [t.name for t in header.tensors]
     assert names[:3] == ["output.weight", "output_norm.weight", "token_embd.weight"]
     blocks = [n for n in names if n.startswith("blk.")]
-    assert blocks == sorted(blocks, key=lambda n: (int(n.split(".")[1]), n))
+    assert names[3:] == blocks == sorted(blocks, key=lambda n: (int(n.split(".")[1]), n.encode()))
     keys = list(header.kv)
-    assert not any(k.startswith("split.") for k in keys)
-    assert keys[-2:] == ["general.quantization_version", "general.file_type"] or keys[-1] == "general.file_type"
+    source_keys = [k for k in read_file_header(shards[0]).kv if not k.startswith("split.")]
+    assert source_keys.index("general.quantization_version") < len(source_keys) - 2, "the input has it mid-header"
+    moved = [k for k in source_keys if k not in ("general.quantization_version", "general.file_type")]
+    assert keys == [*moved, "general.quantization_version", "general.file_type"]
+    assert header.kv["general.quantization_version"].vtype == header.kv["general.file_type"].vtype == 4  # u32
     assert header.get("general.quantization_version") == 2
+    assert header.version == 3 and header.alignment == 32
     assert sorted(tensors_of([out.path])) == sorted(tensors_of(shards))
     assert greedy(out.path) == greedy(shards[0])
     again = merge_shards(out.path, tmp_path / "canon2.gguf", layout="ollama", compute_sha256=True)
