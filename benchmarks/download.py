@@ -1,9 +1,11 @@
 """Download throughput with verification on, against ``curl`` for the same file, side by side.
 
 Serves a generated file of at least 1 GB from the loopback hub double (tests/hubdouble.py,
-zero-copy sendfile) and alternates: ``curl -L -o`` (one connection, no verification) and
-``dslocal download`` in a subprocess (4 connections, sha256 checked against the listing's
-LFS oid, fsync before rename; its time includes starting Python and listing the repository).
+zero-copy sendfile; ``/resolve`` answers a 302 to its CDN on another loopback address, as the
+Hub does) and alternates: ``curl -L -o`` (one connection, no verification) and ``dslocal
+download`` in a subprocess (one resolve, then 4 ranged connections to the CDN, sha256 checked
+against the listing's LFS oid, fsync before rename; its time includes starting Python, pinning
+the revision to its commit and listing the repository).
 curl's time includes a ``sync`` of its file, since dslocal's includes the fsync. Prints
 both throughputs and the ratio.
 

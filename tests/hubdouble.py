@@ -29,7 +29,8 @@ The CDN (``hub.cdn_url``, another loopback address, or at least another port):
 * ``GET|HEAD /cdn/COMMIT/ORG/NAME/PATH?gen=N`` - the bytes of that commit, honouring ``Range``
   (206 + Content-Range, 416 past the end), with an ``ETag`` that differs on every answer or none at
   all (``cdn_etag``), like ``cas-bridge.xethub.hf.co``. :meth:`HubDouble.expire_links` makes every
-  link handed out so far answer ``expired_status`` (403, or 410).
+  link handed out so far answer ``expired_status`` (403, or 410), and ``link_uses`` makes each link
+  expire after that many requests, as signed URLs expire after a while.
 
 ModelScope (on the hub's address):
 * ``GET /api/v1/models/ORG/NAME/repo/files?Revision=master&Recursive=True`` -
@@ -54,6 +55,7 @@ import math
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -170,6 +172,8 @@ class HubDouble:
         self.cdn_etag = "varying"  # or "absent"
         self.expired_status = 403
         self.link_generation = 0
+        self.link_uses: int | None = None  # requests each CDN link answers before it expires
+        self._uses: dict[str, int] = {}
         self.ms_missing_as_200 = False
         self._sha: dict[Path, str] = {}
         self._counter = itertools.count()
@@ -229,6 +233,11 @@ class HubDouble:
             out.append({"type": "file", "oid": "0" * 40, "size": 5, "path": "../../etc/evil.gguf",
                         "lfs": {"oid": "0" * 64, "size": 5, "pointerSize": 134}})
         return out
+
+    def link_expired(self, generation: int, link: str) -> bool:
+        with self.stats.lock:
+            used = self._uses[link] = self._uses.get(link, 0) + 1
+        return generation < self.link_generation or (self.link_uses is not None and used > self.link_uses)
 
     def cdn_etag_value(self) -> str | None:
         return None if self.cdn_etag == "absent" else f'"cdn-{next(self._counter)}-{random.getrandbits(32):08x}"'
@@ -460,7 +469,8 @@ class _HubHandler(_Handler):
         granted = hub.gated.get(f"{org}/{name}")
         if granted is not None and self._token() not in granted:
             if self._token() is None:
-                message = f"Access to model {org}/{name} is restricted. You must have access to it and be authenticated to access it. Please log in."
+                message = (f"Access to model {org}/{name} is restricted. You must have access to it and be authenticated"
+                           " to access it. Please log in.")
                 return self._error(401, "GatedRepo", message, limit)
             message = (f"Access to model {org}/{name} is restricted and you are not in the authorized list. "
                        f"Visit https://huggingface.co/{org}/{name} to ask for access.")
@@ -470,7 +480,7 @@ class _HubHandler(_Handler):
             return self._error(404, "EntryNotFound", f"{rel} does not exist on \"{revision}\"", limit)
         if target.suffix != ".gguf":
             return self._serve(target, {"ETag": f'"{_sha1(hub.sha256(target))}"', "X-Repo-Commit": commit, **limit})
-        link = f"{hub.cdn_url}/cdn/{commit}/{org}/{name}/{quote(rel)}?gen={hub.link_generation}"
+        link = f"{hub.cdn_url}/cdn/{commit}/{org}/{name}/{quote(rel)}?gen={hub.link_generation}&id={next(hub._counter)}"
         self._empty(302, {
             "Location": link,
             "X-Linked-Size": str(target.stat().st_size),
@@ -524,10 +534,10 @@ class _CdnHandler(_Handler):
                 hub.stats.cdn_authorized.append(self.path)
         parts = urlsplit(self.path)
         m = re.match(r"^/cdn/([0-9a-f]{40})/([^/]+)/([^/]+)/(.+)$", unquote(parts.path))
-        generation = parse_qs(parts.query).get("gen", ["-1"])[0]
+        query = parse_qs(parts.query)
         if m is None or m[1] not in hub.commits:
             return self._json(404, {"error": "NoSuchKey"})
-        if int(generation) < hub.link_generation:
+        if hub.link_expired(int(query.get("gen", ["-1"])[0]), query.get("id", [""])[0]):
             return self._json(hub.expired_status, {"error": "AccessDenied", "message": "Request has expired"})
         target = hub.file(m[1], m[2], m[3], m[4])
         if target is None:
@@ -539,14 +549,22 @@ class _CdnHandler(_Handler):
         self._serve(target, {"ETag": etag} if etag else {})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        """Clients that close a connection early (a probe, a cut) are normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 def _server(handler: type[_Handler], hub: HubDouble, hosts: tuple[str, ...]) -> ThreadingHTTPServer:
     bound = type(handler.__name__, (handler,), {"hub": hub})
     for host in hosts:
         try:
-            server = ThreadingHTTPServer((host, 0), bound)
+            server = _Server((host, 0), bound)
         except OSError:  # 127.0.0.2 is not on every system's loopback (macOS)
             continue
-        server.daemon_threads = True
         return server
     raise OSError(f"cannot bind any of {hosts}")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from fileserver import serve_folder
+from hubdouble import run_hub
 
 from dslocal.errors import NotFoundError
 from dslocal.gguf_tools.header import GGUFFormatError
@@ -116,3 +118,24 @@ def test_header_cache_ignores_corrupt_entries(tmp_path):
     meta, _ = cache._paths("http://x/y.gguf")
     meta.write_text("{broken")
     assert cache.load("http://x/y.gguf") is None
+
+
+@pytest.mark.parametrize("cdn_etag", ["varying", "absent"])
+def test_cache_keys_on_the_hubs_x_linked_etag_not_the_cdns_etag(big_set, tmp_path, cdn_etag):
+    """The Hub's 302 carries X-Linked-Etag and no ETag; the CDN's ETag changes per answer, or is absent."""
+    folder, files = big_set
+    root = tmp_path / "hub"
+    repo = root / "org" / "repo"
+    repo.mkdir(parents=True)
+    for shard in files:  # the whole split set, as hard links (the double serves only files inside its folder)
+        os.link(shard, repo / shard.name)
+    with run_hub(root) as hub:
+        hub.cdn_etag = cdn_etag
+        target = f"hf:org/repo/{files[0].name}"
+        first = open_target(target, hf_endpoint=hub.url, cache_dir=tmp_path / "cache")
+        sent = hub.stats.body_bytes
+        second = open_target(target, hf_endpoint=hub.url, cache_dir=tmp_path / "cache")
+        assert hub.stats.body_bytes == sent
+    assert first.bytes_read > 0 and second.bytes_read == 0, "the second look is answered from the cache"
+    etags = {json.loads(p.read_text())["etag"] for p in (tmp_path / "cache").glob("*.json")}
+    assert etags == {hub.sha256(repo / shard.name) for shard in files}, "the normalised X-Linked-Etag (no quotes)"

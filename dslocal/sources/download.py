@@ -278,6 +278,8 @@ class _FileJob:
         self.refresh_lock = threading.Lock()
         self.fetched = 0
         self.target: Resolved | None = None
+        self.refreshed = False  # the current target is a new link asked for after one expired
+        self.served = False  # ... and it has served a chunk since
 
     # -- state
     def _save(self, state: _State) -> None:
@@ -293,7 +295,8 @@ class _FileJob:
         return resolved
 
     def _changed(self, why: str) -> NetworkError:
-        return NetworkError(f"{self.remote.path}: {why}", "the file changed on the server: rerun to list it again, or use another --source")
+        return NetworkError(f"{self.remote.path}: {why}",
+                            "the file changed on the server: rerun to list it again, or use another --source")
 
     def _start_state(self, target: Resolved) -> _State:
         """The partial file's state, kept when it is still this file; a fresh one otherwise."""
@@ -315,11 +318,20 @@ class _FileJob:
         state.etag, state.commit = target.identity or state.etag, target.commit or state.commit
         return state
 
-    def _refresh(self, stale: Resolved) -> None:
-        """A new link from the hub, unless another connection already got one."""
+    def _refresh(self, stale: Resolved, status: int) -> None:
+        """A new link from the hub once ``stale`` expired, unless another connection already got one.
+        A new link that is refused before it served anything is an error, not a loop."""
         with self.refresh_lock:
-            if self.target is stale:
-                self.target = self._resolve()
+            if self.target is not stale:
+                return
+            if self.refreshed and not self.served:
+                raise self._refused_again(stale, status)
+            self.target = self._resolve()
+            self.refreshed, self.served = True, False
+
+    def _refused_again(self, target: Resolved, status: int) -> AccessError:
+        return AccessError(f"{self.remote.path}: {urlsplit(target.data_url).hostname} refused even a fresh link"
+                           f" (HTTP {status})", "rerun later, or try another --source")
 
     # -- one chunk
     def _fetch_chunk(self, fd: int, state: _State, index: int) -> None:
@@ -331,16 +343,15 @@ class _FileJob:
             target = self.target
             assert target is not None
             try:
-                return self._get_range(fd, start, end, target)
+                written = self._get_range(fd, start, end, target)
             except LinkExpired as exc:
-                if expired:
-                    raise AccessError(
-                        f"{self.remote.path}: {urlsplit(target.data_url).hostname} refused even a fresh link"
-                        f" (HTTP {exc.status})", "rerun later, or try another --source",
-                    ) from None
+                if expired:  # once per chunk: the new link failed this chunk too
+                    raise self._refused_again(target, exc.status) from None
                 expired.append(target)
-                self._refresh(target)
+                self._refresh(target, exc.status)
                 raise RetryRequest(f"the link expired (HTTP {exc.status})", counted=False) from None
+            self.served = self.served or target is self.target
+            return written
 
         written = self.net.retrying(f"{self.remote.path}: bytes {start}-{end}", self.target.data_url, attempt)
         with self.lock:
@@ -408,6 +419,8 @@ class _FileJob:
             part_path(target).write_bytes(b"")
             return hashlib.sha256().hexdigest()
         self.target = self._resolve()
+        if self.target.whole is not None:  # a small file: the resolve's answer was all of it
+            return self._write_whole(self.target.whole)
         state = self._start_state(self.target)
         fd = os.open(part_path(target), os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -419,6 +432,15 @@ class _FileJob:
         finally:
             os.close(fd)
         return digest
+
+    def _write_whole(self, data: bytes) -> str:
+        with open(part_path(self.plan.target), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.progress(len(data))
+        self.fetched += len(data)
+        return hashlib.sha256(data).hexdigest()
 
     def _fetch_all(self, fd: int, state: _State) -> str:
         done = set(state.done)

@@ -141,7 +141,8 @@ def hub_error(
     if code == "GatedRepo":
         return _gated(repo, origin, token_sent, suffix)
     if code == "RepoNotFound" or (status == 401 and origin is not None):
-        private = "or it is private and the token's account cannot see it" if token_sent else "or it is private: that needs HF_TOKEN"
+        private = ("or it is private and the token's account cannot see it" if token_sent
+                   else "or it is private: that needs HF_TOKEN")
         return NotFoundError(f"{repo} was not found ({private}){suffix}",
                              "check the repository name (ORG/NAME as on the model page)")
     if code == "RevisionNotFound":

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dslocal.sources.download import DownloadOptions
 
 MAX_HOPS = 5  # redirects followed on the hub itself (a renamed repository) before the CDN's
+SMALL_FILE = 1 << 20  # files up to this size are asked for whole by the resolve itself
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 T = TypeVar("T")
 
@@ -117,13 +118,15 @@ class Net:
             try:
                 return attempt()
             except RateLimited as exc:
-                seconds = min(exc.wait.seconds + 1.0, options.rate_limit_cap)
+                seconds = min(exc.wait.seconds + 1.0, options.rate_limit_cap)  # +1: t is whole seconds
                 if waited + seconds > options.rate_limit_budget:
+                    took = f"{waited:.0f} s" if waited < 120 else f"{waited / 60:.0f} min"
                     raise NetworkError(
-                        f"{what}: still rate limited (HTTP 429) after waiting {waited / 60:.0f} min",
+                        f"{what}: still rate limited (HTTP 429) after waiting {took}",
                         "set HF_TOKEN (a logged-in account has a larger quota), wait a while, or use a mirror",
                     ) from None
                 self.gate.hold(exc.key, seconds, exc.wait.hub)
+                waited += max(self.gate.wait(exc.key), seconds)
                 continue
             except RetryRequest as exc:
                 last = exc.reason
@@ -170,6 +173,7 @@ class Resolved:
     size: int | None  # X-Linked-Size, or the Content-Range total
     ranged: bool  # what serves the bytes honours Range
     foreign: bool  # data_url is another origin than the hub: no token goes there, and its links expire
+    whole: bytes | None = field(default=None, repr=False)  # a small file, read whole by the same request
 
 
 def content_total(response: requests.Response) -> int | None:
@@ -181,19 +185,23 @@ def content_total(response: requests.Response) -> int | None:
 
 
 class Resolver:
-    """Asks a file's URL once where its bytes are (``Range: bytes=0-0``, redirects not followed)."""
+    """Asks a file's URL once where its bytes are, redirects not followed. The request asks for one
+    byte, or for a small file (up to SMALL_FILE) whole, so that its answer, when it is the bytes
+    rather than a redirect, is the file itself and no second request is needed."""
 
     def __init__(self, net: Net, remote: RemoteFile) -> None:
         self.net = net
         self.remote = remote
         self.token_sent = net.token_sent
+        self.small = 0 < remote.size <= SMALL_FILE
 
     def resolve(self) -> Resolved:
         host = urlsplit(self.remote.url).hostname
         return self.net.retrying(f"{self.remote.path}: asking {host} for it", self.remote.url, self._once)
 
     def _get(self, url: str, follow: bool) -> requests.Response:
-        headers = {**self.net.headers_for(url, self.remote.url), "Range": "bytes=0-0", "Accept-Encoding": "identity"}
+        last = self.remote.size - 1 if self.small else 0
+        headers = {**self.net.headers_for(url, self.remote.url), "Range": f"bytes=0-{last}", "Accept-Encoding": "identity"}
         return self.net.session.get(url, headers=headers, stream=True, allow_redirects=follow,
                                     timeout=(CONNECT_TIMEOUT, self.net.options.read_timeout))
 
@@ -206,26 +214,38 @@ class Resolver:
                     self._refused(response, url)
                     return Resolved(url, normalise_etag(response.headers.get("ETag")),
                                     response.headers.get("X-Repo-Commit"), content_total(response),
-                                    response.status_code == 206, False)
+                                    response.status_code == 206, False, self._whole(response))
                 target, hop = urljoin(url, location), response.headers
             if same_origin(target, url):  # still the hub (a renamed repository): follow it
                 url = target
                 continue
-            ranged, size = self._probe(target)
+            ranged, size, whole = self._probe(target)
             linked = hop.get("X-Linked-Size", "")
             return Resolved(target, normalise_etag(hop.get("X-Linked-Etag") or hop.get("ETag")),
-                            hop.get("X-Repo-Commit"), int(linked) if linked.isdigit() else size, ranged, True)
+                            hop.get("X-Repo-Commit"), int(linked) if linked.isdigit() else size, ranged, True, whole)
         raise NetworkError(f"{self.remote.path}: more than {MAX_HOPS} redirects on {url}", "try another --source")
 
-    def _probe(self, url: str) -> tuple[bool, int | None]:
-        """Whether the CDN honours Range, and the size it says (one byte read, without the token)."""
+    def _probe(self, url: str) -> tuple[bool, int | None, bytes | None]:
+        """Whether the CDN honours Range and the size it says (without the token)."""
 
-        def once() -> tuple[bool, int | None]:
+        def once() -> tuple[bool, int | None, bytes | None]:
             with self._get(url, follow=True) as response:
                 self._refused(response, url)
-                return response.status_code == 206, content_total(response)
+                return response.status_code == 206, content_total(response), self._whole(response)
 
         return self.net.retrying(f"{self.remote.path}: reading from {urlsplit(url).hostname}", url, once)
+
+    def _whole(self, response: requests.Response) -> bytes | None:
+        """The body when it is the whole (small) file; None otherwise (the answer is closed unread)."""
+        size = self.remote.size
+        if not self.small or content_total(response) != size:
+            return None
+        if response.status_code == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes 0-{size - 1}/"):
+            return None
+        data = b"".join(response.iter_content(1 << 16))
+        if len(data) != size:
+            raise RetryRequest(f"short read ({len(data)} of {size} bytes)")
+        return data
 
     def _refused(self, response: requests.Response, url: str) -> None:
         raise_transient(response)
