@@ -6,7 +6,7 @@
 * ``fake_ollama.py serve`` serves :mod:`ollama_double` (the folder of this script) on ``OLLAMA_HOST``
   (default 127.0.0.1:11434; ``host:port``, ``http://host:port``, a bare host gets 11434, a scheme
   without a port gets 80/443), with the store in ``OLLAMA_MODELS`` (default ~/.ollama/models) and
-  pruning off when ``OLLAMA_NOPRUNE`` is true. It logs ``Listening on HOST:PORT (version X)`` to
+  pruning off when ``OLLAMA_NOPRUNE`` is true, and ``OLLAMA_GO_TEMPLATE`` as the server reads it. It logs ``Listening on HOST:PORT (version X)`` to
   stderr and runs until SIGTERM or SIGINT (exit 0). A taken port prints
   ``Error: listen tcp HOST:PORT: bind: address already in use`` and exits 1.
 
@@ -85,7 +85,9 @@ def main(argv: list[str]) -> int:
             print(f"Error: invalid OLLAMA_HOST {os.environ.get('OLLAMA_HOST')!r}", file=sys.stderr)
             return 1
         models = Path(os.environ.get("OLLAMA_MODELS") or Path.home() / ".ollama" / "models").expanduser()
-        return serve_forever(models, version, host, port, noprune=env_bool("OLLAMA_NOPRUNE"))
+        go_template = os.environ.get("OLLAMA_GO_TEMPLATE")
+        return serve_forever(models, version, host, port, noprune=env_bool("OLLAMA_NOPRUNE"),
+                             go_template=go_template if go_template else None)
     print(f'Error: unknown command "{argv[0]}" for "ollama"', file=sys.stderr)
     return 1
 

@@ -52,10 +52,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -84,28 +86,20 @@ MT_MESSAGES = "application/vnd.ollama.image.messages"
 LAYER_ORDER = (MT_MODEL, MT_TEMPLATE, MT_PARAMS, MT_SYSTEM, MT_LICENSE, MT_MESSAGES)
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+PRUNE_GRACE_SECONDS = 3600.0  # images.go layerPruneGracePeriod
 SHARD_RE = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 PIECE = 1 << 20
 GGUF_MAGIC = b"GGUF"
-GGUF_VERSION = 3
-DEFAULT_ALIGNMENT = 32
-SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
-HEAD_TENSORS = ("output.weight", "output_norm.weight", "token_embd.weight")
 
 ERR_NO_SOURCE = "neither 'from' or 'files' was specified"
 ERR_FILE_PATH = "file path must be relative"
-ERR_MISSING_DIGEST = "missing digest"
 ERR_INVALID_DIGEST = "invalid digest format"
 ERR_INVALID_NAME = "invalid model name"
-ERR_MAGIC = "invalid file magic"
 ERR_SHARDS_OLD = "sharded GGUF files are not supported by this version of Ollama"
 ERR_NO_BODY = "missing request body"
 ERR_PULL = "pull model manifest: file does not exist"
 
 # DeepSeek chat markers (U+FF5C bars, U+2581 spaces).
-USER = "<｜User｜>"
-ASSISTANT = "<｜Assistant｜>"
-EOS = "<｜end▁of▁sentence｜>"
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 N_CTX = 512
@@ -115,7 +109,9 @@ DEFAULT_KEEP_ALIVE = 300.0
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """An error answer. ``status`` None: no status attached (HTTP 500 when it is the first message)."""
+
+    def __init__(self, status: int | None, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -224,6 +220,10 @@ def parse_keep_alive(value: Any) -> float:
 # Names
 
 
+MISSING = "!MISSING!"
+_NAME_LIMITS = (350, 80, 80, 80)  # host, namespace, model, tag (types/model/name.go isValidLen)
+
+
 @dataclass(frozen=True)
 class ModelName:
     host: str
@@ -233,54 +233,87 @@ class ModelName:
 
     @property
     def display(self) -> str:
-        if self.host == DEFAULT_HOST and self.namespace == DEFAULT_NAMESPACE:
-            return f"{self.model}:{self.tag}"
-        if self.host == DEFAULT_HOST:
+        """DisplayShortest: the default host and namespace are left out (compared case-insensitively)."""
+        if self.host.lower() != DEFAULT_HOST:
+            return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+        if self.namespace.lower() != DEFAULT_NAMESPACE:
             return f"{self.namespace}/{self.model}:{self.tag}"
-        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+        return f"{self.model}:{self.tag}"
+
+    @property
+    def valid(self) -> bool:
+        return all(_valid_part(kind, part) for kind, part in enumerate(self.parts))
+
+    @property
+    def parts(self) -> tuple[str, str, str, str]:
+        return (self.host, self.namespace, self.model, self.tag)
 
     def path(self, models_dir: Path) -> Path:
         return models_dir / "manifests" / self.host / self.namespace / self.model / self.tag
 
 
-_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$")
-_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}$")
+def _valid_part(kind: int, text: str) -> bool:
+    """isValidPart: a letter, digit or '_' first; then also '-', '.' (not in a namespace), ':' (host only)."""
+    raw = text.encode("utf-8")
+    if not 1 <= len(raw) <= _NAME_LIMITS[kind]:
+        return False
+    for i, byte in enumerate(raw):
+        char = chr(byte)
+        if char.isascii() and (char.isalnum() or char == "_"):
+            continue
+        if i == 0:
+            return False
+        if char == "-" or (char == "." and kind != 1) or (char == ":" and kind == 0):
+            continue
+        return False
+    return True
+
+
+def _cut_promised(text: str, sep: str) -> tuple[str, str, bool]:
+    i = text.rfind(sep)
+    if i < 0:
+        return text, "", False
+    return text[:i] or MISSING, text[i + len(sep):] or MISSING, True
+
+
+def parse_bare(text: str) -> ModelName:
+    """ParseName merged with the defaults; check ``.valid`` (the fields of an invalid name are undefined)."""
+    tag = ""
+    if text.rfind(":") > text.rfind("/"):
+        text, tag, _ = _cut_promised(text, ":")
+    rest, model, found = _cut_promised(text, "/")
+    if not found:
+        return ModelName(DEFAULT_HOST, DEFAULT_NAMESPACE, text, tag or DEFAULT_TAG)
+    rest, namespace, found = _cut_promised(rest, "/")
+    if not found:
+        return ModelName(DEFAULT_HOST, rest, model, tag or DEFAULT_TAG)
+    host = rest.split("://", 1)[1] if "://" in rest else rest
+    return ModelName(host or DEFAULT_HOST, namespace, model, tag or DEFAULT_TAG)
 
 
 def parse_name(text: Any) -> ModelName | None:
-    """model.ParseName: [host/][namespace/]model[:tag]; None when invalid."""
-    if not isinstance(text, str) or not text:
+    """model.ParseName, None when not IsValid."""
+    if not isinstance(text, str):
         return None
-    head, slash, last = text.rpartition("/")
-    tag = DEFAULT_TAG
-    if ":" in last:
-        last, tag = last.rsplit(":", 1)
-    parts = (head.split("/") if slash else []) + [last]
-    if len(parts) == 1:
-        host, namespace, model = DEFAULT_HOST, DEFAULT_NAMESPACE, parts[0]
-    elif len(parts) == 2:
-        host, namespace, model = DEFAULT_HOST, parts[0], parts[1]
-    elif len(parts) == 3:
-        host, namespace, model = parts
-    else:
-        return None
-    if not (_HOST.match(host) and _PART.match(namespace) and _PART.match(model) and _TAG.match(tag)):
-        return None
-    return ModelName(host, namespace, model, tag)
+    name = parse_bare(text)
+    return name if name.valid else None
+
+
+def source_suffix(raw: str) -> tuple[str, str]:
+    """internal/modelref parseSourceSuffix: (base, "cloud" | "local" | "")."""
+    i = raw.rfind(":")
+    if i >= 0:
+        suffix = raw[i + 1:].strip()
+        lower = suffix.lower()
+        if lower in ("cloud", "local"):
+            return raw[:i], lower
+        if "/" not in suffix and lower.endswith("-cloud"):
+            return raw[: i + 1] + suffix[: -len("-cloud")], "cloud"
+    return raw, ""
 
 
 # ---------------------------------------------------------------------------------------------
 # GGUF
-
-
-def _kv_u32(key: str, value: int) -> bytes:
-    raw = key.encode()
-    return struct.pack("<Q", len(raw)) + raw + struct.pack("<II", 4, value)
-
-
-def _align(n: int, alignment: int) -> int:
-    return (n + alignment - 1) // alignment * alignment
 
 
 def _reader(path: Path):  # -> gguf.GGUFReader
@@ -307,81 +340,6 @@ def _split_field(reader, key: str) -> int:
     return int(_field_value(f)) if f is not None and _field_value(f) is not None else 0
 
 
-def tensor_sort_key(name: str) -> tuple:
-    """llama.cpp load order: output, output_norm, token_embd, blk.N.* (N numeric, names sorted), rest."""
-    if name in HEAD_TENSORS:
-        return (0, HEAD_TENSORS.index(name), 0, "")
-    m = re.match(r"^blk\.(\d+)\.", name)
-    if m:
-        return (1, 0, int(m[1]), name)
-    return (2, 0, 0, name)
-
-
-def canonical_gguf(paths: list[Path], out, hasher) -> None:
-    """Write ``paths`` (one file or the shards in split.no order) as llama-quantize COPY would.
-
-    Metadata = the first file's KV minus split.*, general.quantization_version set to 2 (in place or
-    appended), general.file_type moved to the end; the tensors of all files in llama.cpp load order,
-    each padded with zeros to the alignment. Tensor data is copied from the memory maps in pieces.
-    """
-    readers = [_reader(p) for p in paths]
-    first = readers[0]
-    kvs: list[tuple[str, bytes]] = []
-    for f in list(first.fields.values())[3:]:  # the first three are GGUF.version/tensor_count/kv_count
-        if f.name in SPLIT_KEYS:
-            continue
-        size = sum(int(p.nbytes) for p in f.parts)
-        kvs.append((f.name, bytes(first.data[f.offset : f.offset + size])))
-    qv = _kv_u32("general.quantization_version", 2)
-    names = [k for k, _ in kvs]
-    if "general.quantization_version" in names:
-        kvs[names.index("general.quantization_version")] = ("general.quantization_version", qv)
-    else:
-        kvs.append(("general.quantization_version", qv))
-    names = [k for k, _ in kvs]
-    if "general.file_type" in names:
-        kvs.append(kvs.pop(names.index("general.file_type")))
-    alignment = int(first.alignment) or DEFAULT_ALIGNMENT
-
-    tensors = []
-    seen: set[str] = set()
-    for reader in readers:
-        for t in reader.tensors:
-            if t.name in seen:
-                raise ApiError(400, f"duplicate tensor name {t.name!r}")
-            seen.add(t.name)
-            tensors.append((reader, t))
-    tensors.sort(key=lambda rt: tensor_sort_key(rt[1].name))
-
-    header = bytearray(GGUF_MAGIC)
-    header += struct.pack("<IQQ", GGUF_VERSION, len(tensors), len(kvs))
-    for _, raw in kvs:
-        header += raw
-    offset = 0
-    for _, t in tensors:
-        name = t.name.encode()
-        dims = [int(d) for d in t.field.parts[3]]
-        header += struct.pack("<Q", len(name)) + name + struct.pack("<I", len(dims))
-        header += struct.pack(f"<{len(dims)}Q", *dims)
-        header += struct.pack("<IQ", int(t.field.parts[4][0]), offset)
-        offset += _align(int(t.n_bytes), alignment)
-    header += bytes(_align(len(header), alignment) - len(header))
-
-    def emit(data) -> None:
-        out.write(data)
-        hasher.update(data)
-
-    emit(bytes(header))
-    for reader, t in tensors:
-        start, n = int(t.data_offset), int(t.n_bytes)
-        for pos in range(start, start + n, PIECE):
-            emit(memoryview(reader.data[pos : min(pos + PIECE, start + n)]))
-        pad = _align(n, alignment) - n
-        if pad:
-            emit(bytes(pad))
-    del readers
-
-
 # ---------------------------------------------------------------------------------------------
 # The double
 
@@ -393,6 +351,7 @@ class _Loaded:
     llm: Any
     expires_at: float  # epoch seconds; inf = forever
     context_length: int
+    memory: int = 0  # bytes of the runner's buffers (model, KV cache, compute), from llama.cpp's log
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -413,11 +372,17 @@ class _Model:
 class OllamaDouble:
     """The Ollama server double. Use :func:`run_ollama` or ``start()`` / ``stop()``."""
 
-    def __init__(self, models_dir: Path, version: str = DEFAULT_VERSION, *, noprune: bool = False) -> None:
+    def __init__(self, models_dir: Path, version: str = DEFAULT_VERSION, *, noprune: bool = False,
+                 go_template: str | None = None, load_delay: float = 0.0) -> None:
         self.models_dir = Path(models_dir)
         self.version = version
         self.version_tuple = parse_version(version)
         self.noprune = noprune
+        self.go_template_env = go_template  # OLLAMA_GO_TEMPLATE as set, or None when unset
+        self.load_delay = load_delay  # seconds a load takes before the first byte (a slow disk)
+        self.track_disk = False
+        self.peak_blob_bytes = 0
+        self.prune_skipped = False
         self.url = ""
         self.host = ""
         self.port = 0
@@ -479,89 +444,158 @@ class OllamaDouble:
         return self.models_dir / "blobs"
 
     def blob_path(self, digest: str) -> Path:
-        m = DIGEST_RE.match(digest)
-        if not m:
+        """manifest.BlobsPath: sha256:<hex> or sha256-<hex>, any case, kept as given."""
+        if not DIGEST_RE.match(digest):
             raise ApiError(400, ERR_INVALID_DIGEST)
-        return self.blobs_dir / f"sha256-{m[1]}"
+        return self.blobs_dir / digest.replace(":", "-")
 
     def blob_files(self) -> list[Path]:
-        return sorted(p for p in self.blobs_dir.glob("sha256-*") if p.is_file())
+        return sorted(p for p in self.blobs_dir.glob("sha256-*") if p.is_file() and DIGEST_RE.match(p.name))
 
-    def _tmp(self) -> Path:
-        return self.blobs_dir / f".tmp-{uuid.uuid4().hex}"
+    def _temp(self, prefix: str) -> Path:
+        """os.CreateTemp(blobs, prefix): PREFIX followed by random digits."""
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=self.blobs_dir)
+        os.close(fd)
+        final = Path(name).with_name(prefix + str(uuid.uuid4().int)[:10])
+        os.replace(name, final)
+        return final
+
+    def new_layer(self, source, media_type: str) -> tuple[dict, str]:
+        """manifest.NewLayer: copy into a ``sha256-<digits>`` temp while hashing, then rename or drop it.
+
+        ``source`` is bytes or an open binary file. Returns the layer and its status line.
+        """
+        temp = self._temp("sha256-")
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with open(temp, "wb") as out:
+                pieces = [source] if isinstance(source, bytes) else iter(lambda: source.read(PIECE), b"")
+                for piece in pieces:
+                    out.write(piece)
+                    hasher.update(piece)
+                    size += len(piece)
+                    self._note_disk()
+                out.flush()
+                os.fsync(out.fileno())
+            digest = f"sha256:{hasher.hexdigest()}"
+            target = self.blobs_dir / digest.replace(":", "-")
+            with self.lock:
+                if target.exists():
+                    status = f"using existing layer {digest}"
+                else:
+                    os.replace(temp, target)
+                    os.chmod(target, 0o644)
+                    status = f"creating new layer {digest}"
+            _touch(target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return {"mediaType": media_type, "digest": digest, "size": size}, status
 
     def write_blob(self, data: bytes) -> tuple[str, bool]:
         """Store ``data`` as a blob; returns ("sha256:<hex>", created)."""
-        hexd = hashlib.sha256(data).hexdigest()
-        target = self.blobs_dir / f"sha256-{hexd}"
-        if target.exists():
-            return f"sha256:{hexd}", False
-        tmp = self._tmp()
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        return f"sha256:{hexd}", True
+        layer, status = self.new_layer(data, "")
+        return layer["digest"], status.startswith("creating")
 
-    def manifests(self) -> list[_Model]:
+    def _note_disk(self) -> None:
+        """Track the store's peak size while the double writes (the tests' disk meter)."""
+        if self.track_disk:
+            used = sum(p.stat().st_size for p in self.blobs_dir.rglob("*") if p.is_file())
+            self.peak_blob_bytes = max(self.peak_blob_bytes, used)
+
+    def _manifest_paths(self) -> Iterator[tuple[ModelName, Path]]:
         root = self.models_dir / "manifests"
-        out = []
         for path in sorted(root.glob("*/*/*/*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).parts
-            name = ModelName(*rel)
+            if path.is_file():
+                yield ModelName(*path.relative_to(root).parts), path
+
+    def manifests(self, continue_on_error: bool = True) -> list[_Model]:
+        """manifest.Manifests: every host; a bad name or manifest is skipped, or (strict) an error."""
+        out = []
+        for name, path in self._manifest_paths():
             try:
+                if not name.valid:
+                    raise ValueError(f"{path.relative_to(self.models_dir / 'manifests')} is not a valid name")
                 raw = path.read_bytes()
                 manifest = json.loads(raw)
-            except (OSError, ValueError):
+                if not isinstance(manifest, dict):
+                    raise ValueError("not a manifest")
+            except (OSError, ValueError) as exc:
+                if not continue_on_error:
+                    raise ApiError(500, str(exc)) from None
                 continue
             out.append(_Model(name, manifest, hashlib.sha256(raw).hexdigest(), path))
         return out
+
+    def existing_name(self, name: ModelName) -> ModelName:
+        """getExistingName: each part matched case-insensitively against any manifest (first match wins)."""
+        parts = list(name.parts)
+        for model in self.manifests():
+            for i, part in enumerate(model.name.parts):
+                if part.lower() == parts[i].lower():
+                    parts[i] = part
+        return ModelName(*parts)
 
     def get_model(self, text: Any) -> _Model | None:
         name = parse_name(text)
         if name is None:
             return None
-        path = name.path(self.models_dir)
+        path = self.existing_name(name).path(self.models_dir)
         try:
             raw = path.read_bytes()
             manifest = json.loads(raw)
         except (OSError, ValueError):
             return None
-        return _Model(name, manifest, hashlib.sha256(raw).hexdigest(), path)
+        return _Model(ModelName(*path.relative_to(self.models_dir / "manifests").parts), manifest,
+                      hashlib.sha256(raw).hexdigest(), path)
 
     def write_manifest(self, name: ModelName, manifest: dict) -> None:
         path = name.path(self.models_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(go_json(manifest).encode())
+        tmp.write_bytes((go_json(manifest) + "\n").encode())
         os.replace(tmp, path)
 
     def referenced(self) -> set[str]:
+        """Digest strings of every layer and config, exactly as the manifests write them."""
         refs = set()
         for model in self.manifests():
-            for layer in [model.manifest.get("config") or {}, *model.manifest.get("layers", [])]:
-                digest = layer.get("digest", "")
-                if DIGEST_RE.match(digest):
-                    refs.add(self.blob_path(digest).name)
+            for layer in [model.manifest.get("config") or {}, *(model.manifest.get("layers") or [])]:
+                refs.add(str(layer.get("digest", "")))
         return refs
 
+    def remove_layers(self, manifest: dict) -> list[str]:
+        """Manifest.RemoveLayers: delete its layers and config unless another manifest references them."""
+        in_use = self.referenced()
+        removed = []
+        for layer in [*(manifest.get("layers") or []), manifest.get("config") or {}]:
+            digest = str(layer.get("digest", ""))
+            if digest and digest not in in_use and DIGEST_RE.match(digest):
+                with contextlib.suppress(FileNotFoundError):
+                    self.blob_path(digest).unlink()
+                    removed.append(digest)
+        return removed
+
     def prune(self) -> list[str]:
-        """Delete blobs no manifest references (and leftover temp files), as the server does at start."""
+        """Serve's start-up prune: skipped if any manifest is bad; a 1 h grace; non-digest names go too."""
         with self.lock:
-            refs = self.referenced()
+            try:
+                self.manifests(continue_on_error=False)
+            except ApiError:
+                self.prune_skipped = True  # "corrupt manifests detected, skipping prune operation."
+                return []
+            refs = {d.replace(":", "-") for d in self.referenced()}
             removed = []
+            now = time.time()
             for path in sorted(self.blobs_dir.iterdir()):
-                if path.is_file() and (path.name.startswith(".tmp-") or path.name not in refs):
+                if not path.is_file() or now - path.stat().st_mtime < PRUNE_GRACE_SECONDS:
+                    continue
+                if not DIGEST_RE.match(path.name.replace("-", ":")) or path.name not in refs:
                     path.unlink()
                     removed.append(path.name)
             self.pruned.extend(removed)
-            root = self.models_dir / "manifests"
-            for folder in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+            _prune_dirs(self.models_dir / "manifests")
             return removed
 
     # -- model facts
@@ -593,16 +627,28 @@ class OllamaDouble:
         self._info_cache[digest] = info
         return info
 
-    def details(self, model: _Model) -> dict:
-        layer = model.layer(MT_MODEL)
-        info = self.gguf_info(layer["digest"]) if layer else {"arch": "", "params": 0, "file_type": None}
+    def config(self, model: _Model) -> dict:
+        digest = (model.manifest.get("config") or {}).get("digest", "")
+        try:
+            return json.loads(self.blob_path(digest).read_text(encoding="utf-8"))
+        except (ApiError, OSError, ValueError):
+            return {}
+
+    def details(self, model: _Model, *, listing: bool = False) -> dict:
+        """ModelDetails from the config (routes.go): what create wrote, not what the GGUF says."""
+        config = self.config(model)
+        layer = model.layer(MT_MODEL) or {}
+        level = config.get("file_type", "")
+        if level in ("", "unknown") and layer:
+            ft = self.gguf_info(layer["digest"])["file_type"]
+            level = file_type_name(ft) if (ft or listing) else "unknown"  # tags say F32 for 0, show "unknown"
         return {
-            "parent_model": "",
-            "format": "gguf",
-            "family": info["arch"],
-            "families": [info["arch"]] if info["arch"] else None,
-            "parameter_size": human_number(info["params"]),
-            "quantization_level": file_type_name(info["file_type"]),
+            "parent_model": str(layer.get("from", "")),
+            "format": config.get("model_format", ""),
+            "family": config.get("model_family", ""),
+            "families": config.get("model_families") or None,
+            "parameter_size": config.get("model_type", ""),
+            "quantization_level": level,
         }
 
     def _text_layer(self, model: _Model, media_type: str) -> str | None:
@@ -615,193 +661,326 @@ class OllamaDouble:
         text = self._text_layer(model, MT_PARAMS)
         return json.loads(text) if text else {}
 
+    def go_template(self, model: _Model) -> str | None:
+        """The TEMPLATE layer's text (None: no layer, the server then uses ``{{ .Prompt }}``)."""
+        return self._text_layer(model, MT_TEMPLATE)
+
     def template(self, model: _Model) -> str:
-        text = self._text_layer(model, MT_TEMPLATE)
+        text = self.go_template(model)
         return "{{ .Prompt }}" if text is None else text
 
-    def capabilities(self, model: _Model) -> list[str]:
-        caps = ["completion"]
-        template = self.template(model)
-        if ".Tools" in template:
-            caps.append("tools")
-        i = template.find(".Thinking")
-        if i >= 0 and "range" in template[:i]:
-            caps.append("thinking")
-        return caps
+    def chat_template(self, model: _Model) -> str:
+        layer = model.layer(MT_MODEL)
+        return str(self.gguf_info(layer["digest"])["kv"].get("tokenizer.chat_template") or "") if layer else ""
 
-    # -- create
-    def validate_create(self, req: dict) -> tuple[ModelName, dict[str, str]]:
-        """The checks Ollama answers with HTTP 400 before streaming."""
+    def _go_env(self) -> bool:
+        """envconfig.GoTemplate(true): OLLAMA_GO_TEMPLATE as a bool, true when unset."""
+        return True if self.go_template_env is None else _env_bool(self.go_template_env, True)
+
+    def uses_go_template(self, model: _Model) -> bool:
+        """shouldUseGoTemplate (routes.go), with PreferChatTemplate decided as GetModel does (images.go)."""
+        go = self.go_template(model)
+        if go is None:
+            return False
+        if self.go_template_env is not None:  # goTemplateEnvSet: the variable decides
+            return self._go_env()
+        chat = self.chat_template(model)
+        return not (chat and prefer_chat_template(chat, go))
+
+    def selected_template(self, model: _Model) -> str:
+        """What /api/show reports as ``template``: the GGUF's jinja on the native path."""
+        chat = self.chat_template(model)
+        return chat if chat and not self.uses_go_template(model) else self.template(model)
+
+    def capabilities(self, model: _Model, *, listing: bool = False) -> list[str]:
+        """Model.Capabilities (show) or the list cache's (tags, which never reads the GGUF's template)."""
+        caps: list[str] = []
+        go = self.go_template(model)
+        uses_go = self.uses_go_template(model)
+        if not listing and not uses_go:
+            caps += chat_template_caps(self.chat_template(model))
+        caps.append("completion")
+        if go is None or uses_go or listing:
+            caps += go_template_caps(self.template(model))
+        return list(dict.fromkeys(caps))
+
+    # -- create (server/create.go)
+    def validate_create(self, req: dict) -> tuple[ModelName, dict[str, str] | None]:
+        """The checks Ollama answers before streaming: file paths, empty digests, the name."""
         files = req.get("files")
         if files is not None and not isinstance(files, dict):
-            raise ApiError(400, "files must be an object of file name to digest")
-        files = files or {}
-        for fname in files:
+            raise ApiError(400, "json: cannot unmarshal array into Go struct field CreateRequest.files of type "
+                                "map[string]string")
+        for fname, digest in sorted((files or {}).items()):
+            if not isinstance(digest, str):
+                raise ApiError(400, "json: cannot unmarshal number into Go struct field CreateRequest.files of "
+                                    "type string")
             if not _valid_path(fname):
                 raise ApiError(400, ERR_FILE_PATH)
+            if digest == "":
+                raise ApiError(400, ERR_INVALID_DIGEST)
         name = parse_name(req.get("model") or req.get("name"))
         if name is None:
             raise ApiError(400, ERR_INVALID_NAME)
-        if not req.get("from") and not files:
-            raise ApiError(400, ERR_NO_SOURCE)
-        for fname, digest in files.items():
-            if not digest:
-                raise ApiError(400, ERR_MISSING_DIGEST)
-            m = DIGEST_RE.match(str(digest))
-            if not m:
-                raise ApiError(400, ERR_INVALID_DIGEST)
-            if not self.blob_path(digest).is_file():
-                raise ApiError(400, f"blob sha256:{m[1]} not found")
-        return name, {f: "sha256:" + DIGEST_RE.match(str(d))[1] for f, d in files.items()}
+        return self.existing_name(name), files
 
-    def create(self, req: dict, name: ModelName, files: dict[str, str]) -> Iterator[dict]:
-        """The streamed part of /api/create; raises ApiError for an error line."""
+    def create(self, req: dict, name: ModelName, files: dict[str, str] | None) -> Iterator[dict]:
+        """The streamed part of /api/create; an ApiError is an error message (HTTP status only if first)."""
         if req.get("quantize") or req.get("quantization"):
             raise ApiError(400, "quantize is not implemented by the Ollama test double")
         if req.get("adapters"):
             raise ApiError(400, "adapters are not implemented by the Ollama test double")
-        components: dict[str, list[dict]] = {}
-        created: set[str] = set()
-        if files:
-            ggufs = []
-            for fname, digest in files.items():
-                path = self.blob_path(digest)
-                with open(path, "rb") as handle:
-                    magic = handle.read(4)
-                yield {"status": "parsing GGUF"}
-                if magic != GGUF_MAGIC:
-                    raise ApiError(400, ERR_MAGIC)
-                ggufs.append((fname, digest, path))
-            if not self.new_engine:
-                if len(ggufs) > 1:
-                    raise ApiError(400, ERR_SHARDS_OLD)
-                digest = ggufs[0][1]
-            else:
-                ordered = self._group_shards(ggufs)
-                yield {"status": "validating GGUF model"}
-                digest, was_created = self._rewrite(ordered)
-                if was_created:
-                    created.add(digest)
-            components[MT_MODEL] = [{"mediaType": MT_MODEL, "digest": digest,
-                                     "size": self.blob_path(digest).stat().st_size}]
+        old = self.get_model(name.display) if name.path(self.models_dir).is_file() else None
+        if req.get("from"):
+            layers, config = yield from self._from_layers(req["from"])
+        elif files is not None:
+            layers, config = yield from self._file_layers(files)
         else:
-            base = self.get_model(req.get("from"))
-            if base is None:
-                raise ApiError(400, ERR_PULL)
-            for layer in base.manifest.get("layers", []):
-                components.setdefault(layer["mediaType"], []).append(dict(layer))
-
-        def text_layer(media_type: str, data: bytes) -> None:
-            digest, was_created = self.write_blob(data)
-            if was_created:
-                created.add(digest)
-            components[media_type] = [{"mediaType": media_type, "digest": digest, "size": len(data)}]
-
-        if req.get("template"):
-            text_layer(MT_TEMPLATE, str(req["template"]).encode())
-        if req.get("system"):
-            text_layer(MT_SYSTEM, str(req["system"]).encode())
-        if req.get("parameters"):
-            text_layer(MT_PARAMS, go_json(dict(sorted(req["parameters"].items()))).encode())
-        if req.get("license"):
-            licenses = req["license"] if isinstance(req["license"], list) else [req["license"]]
-            components[MT_LICENSE] = []
-            for text in licenses:
-                digest, was_created = self.write_blob(str(text).encode())
-                if was_created:
-                    created.add(digest)
-                components[MT_LICENSE].append({"mediaType": MT_LICENSE, "digest": digest,
-                                               "size": len(str(text).encode())})
-        if req.get("messages"):
-            text_layer(MT_MESSAGES, go_json(req["messages"]).encode())
-
-        if MT_MODEL not in components:
-            raise ApiError(400, "no model layer")
-        layers: list[dict] = []
-        for media_type in LAYER_ORDER:
-            layers.extend(components.pop(media_type, []))
-        for rest in components.values():
-            layers.extend(rest)
+            raise ApiError(400, ERR_NO_SOURCE)
+        layers = self._text_layers(layers, req)
+        manifest = self._manifest(layers, config)
         for layer in layers:
-            word = "creating new" if layer["digest"] in created else "using existing"
-            yield {"status": f"{word} layer {layer['digest']}"}
-
-        model_layer = layers[0]
-        info = self.gguf_info(model_layer["digest"])
-        config = {
-            "model_format": "gguf",
-            "model_family": info["arch"],
-            "model_families": [info["arch"]],
-            "model_type": human_number(info["params"]),
-            "file_type": file_type_name(info["file_type"]),
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [layer["digest"] for layer in layers]},
-        }
-        config_bytes = go_json(config).encode()
-        config_digest, _ = self.write_blob(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MT_MANIFEST,
-            "config": {"mediaType": MT_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-            "layers": [{"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers],
-        }
+            if layer.get("_status"):
+                yield {"status": layer["_status"]}
         yield {"status": "writing manifest"}
         with self.lock:
             self.write_manifest(name, manifest)
             self.creates += 1
+        if not self.noprune and old is not None:
+            self.remove_layers(old.manifest)  # the old version's layers that nothing uses any more
         self._evict(name.display)  # a re-created model is reloaded on next use
         yield {"status": "success"}
 
-    def _group_shards(self, ggufs: list[tuple[str, str, Path]]) -> list[Path]:
-        """v0.30 grouping: the files of one split set in split.no order (or the single file)."""
-        entries = []
-        for fname, _digest, path in ggufs:
-            reader = _reader(path)
-            count, no = _split_field(reader, "split.count"), _split_field(reader, "split.no")
-            del reader
-            base = fname.rsplit("/", 1)[-1]
-            m = SHARD_RE.match(base)
-            if m is None and len(ggufs) > 1:
-                raise ApiError(400, f'split GGUF file "{fname}" must use llama.cpp split filename pattern')
-            if m is not None and int(m[3]) != max(count, 1):
-                raise ApiError(400, f'split GGUF file "{fname}": filename count {int(m[3])} '
-                                    f"does not match metadata count {max(count, 1)}")
-            prefix = fname[: -len(m[0]) + len(m[1])] if m else fname
-            entries.append((prefix, max(count, 1), no, path))
-        prefixes = {e[0] for e in entries}
-        if len(prefixes) > 1:
-            raise ApiError(400, "files name more than one split GGUF set: " + ", ".join(sorted(prefixes)))
-        prefix, expected = entries[0][0], entries[0][1]
-        if len(entries) != expected:
-            raise ApiError(400, f'split GGUF "{prefix}" has {len(entries)} shards, expected {expected}')
-        by_no = {e[2]: e[3] for e in entries}
-        for i in range(expected):
-            if i not in by_no:
-                raise ApiError(400, f'split GGUF "{prefix}" missing shard {i + 1}')
-        return [by_no[i] for i in range(expected)]
+    def _from_layers(self, source: Any) -> Iterator[dict]:
+        base_text, suffix = source_suffix(str(source).strip())
+        if parse_name(base_text) is None:
+            raise ApiError(400, ERR_INVALID_NAME)
+        if suffix == "cloud":
+            raise ApiError(400, "cloud models are not implemented by the Ollama test double")
+        base = self.get_model(base_text)
+        if base is None:
+            yield {"status": "pulling manifest"}
+            raise ApiError(None, ERR_PULL)
+        layers = []
+        for layer in base.manifest.get("layers") or []:
+            path = self.blob_path(layer["digest"])
+            _touch(path)
+            entry = {**layer, "from": base.name.display, "_status": f"using existing layer {layer['digest']}"}
+            layers.append(entry)
+        return layers, self._config_for(layers)
 
-    def _rewrite(self, paths: list[Path]) -> tuple[str, bool]:
-        """Rewrite to a new blob; reuse an existing blob with the same digest."""
-        tmp = self._tmp()
-        hasher = hashlib.sha256()
+    def _file_layers(self, files: dict[str, str]) -> Iterator[dict]:
+        kind = self._detect_type(files)
+        if kind != "gguf":
+            raise ApiError(400, "unknown type")
+        singles, groups = [], {}
+        for fname in sorted(files):
+            digest = files[fname]
+            yield {"status": "parsing GGUF"}
+            path = self._open_gguf(digest)
+            key = self._split_key(fname, path)
+            _touch(path)
+            layer = {"mediaType": MT_MODEL, "digest": digest, "size": path.stat().st_size, "from": fname,
+                     "_status": f"using existing layer {digest}", "_path": path}
+            if key is None:
+                singles.append(layer)
+            else:
+                groups.setdefault(key, []).append(layer)
+        if groups and not self.new_engine:
+            raise ApiError(400, ERR_SHARDS_OLD)
+        layers = singles + [self._merge_group(group) for group in groups.values()]
+        if self.new_engine:
+            rewritten = []
+            for layer in layers:
+                new = yield from self._rewrite(layer)
+                rewritten.append(new)
+            layers = rewritten
+        return layers, self._config_for(layers)
+
+    def _detect_type(self, files: dict[str, str]) -> str:
+        """detectModelTypeFromFiles: the first file (sorted here; Go's map order) decides."""
+        for fname in sorted(files):
+            if fname.endswith(".safetensors"):
+                return "safetensors"
+            if fname.endswith(".gguf"):
+                return "gguf"
+            try:
+                with open(self.blob_path(files[fname]), "rb") as handle:
+                    return "gguf" if handle.read(4) == GGUF_MAGIC else ""
+            except (ApiError, OSError):
+                return ""
+        return ""
+
+    def _open_gguf(self, digest: str) -> Path:
+        path = self.blob_path(digest)  # "invalid digest format", after "parsing GGUF"
         try:
-            with open(tmp, "wb") as handle:
-                canonical_gguf(paths, handle, hasher)
-                handle.flush()
-                os.fsync(handle.fileno())
-            hexd = hasher.hexdigest()
-            target = self.blobs_dir / f"sha256-{hexd}"
+            with open(path, "rb") as handle:
+                head = handle.read(512)
+        except FileNotFoundError:
+            raise ApiError(None, f"open {path}: no such file or directory") from None
+        if not head.startswith(GGUF_MAGIC):
+            raise ApiError(400, "supplied file was not in GGUF format")
+        try:
+            reader = _reader(path)
+            del reader
+        except Exception as exc:  # noqa: BLE001 - ggml.Decode's own error, verbatim enough
+            raise ApiError(None, str(exc) or type(exc).__name__) from None
+        return path
+
+    def _split_key(self, fname: str, path: Path) -> tuple | None:
+        """splitGGUFGroupKey: None for a file that is not a shard."""
+        reader = _reader(path)
+        count, no = _split_field(reader, "split.count"), _split_field(reader, "split.no")
+        has_no = reader.fields.get("split.no") is not None
+        del reader
+        if count <= 1:
+            return None
+        base = fname.rsplit("/", 1)[-1]
+        m = SHARD_RE.match(base)
+        if m is None or int(m[2]) == 0 or int(m[3]) == 0:
+            raise ApiError(None, f"split GGUF {json.dumps(fname)} must use llama.cpp split filename pattern")
+        if int(m[3]) != count:
+            raise ApiError(None, f"split GGUF {json.dumps(fname)} filename count {int(m[3])} does not match "
+                                 f"metadata count {count}")
+        if not has_no:
+            raise ApiError(None, f"split GGUF {json.dumps(fname)} is missing split.no metadata")
+        if int(m[2]) - 1 != no:
+            raise ApiError(None, f"split GGUF {json.dumps(fname)} filename index {int(m[2]) - 1} does not match "
+                                 f"metadata index {no}")
+        return (MT_MODEL, m[1], count)
+
+    def _merge_group(self, group: list[dict]) -> dict:
+        """mergeSplitGGUFLayers: the primary shard's layer, with every shard in index order."""
+        first = group[0]
+        count = _split_field(_reader(first["_path"]), "split.count")
+        if len(group) != count:
+            raise ApiError(None, f"split GGUF {json.dumps(first['from'])} has {len(group)} shards, expected {count}")
+        by_index: dict[int, dict] = {}
+        for layer in group:
+            index = _split_field(_reader(layer["_path"]), "split.no")
+            if index >= count:
+                raise ApiError(None, f"split GGUF {json.dumps(layer['from'])} has invalid shard index {index}")
+            if index in by_index:
+                raise ApiError(None, f"split GGUF has duplicate shard index {index}")
+            by_index[index] = layer
+        primary = dict(by_index[0])
+        primary["_parts"] = [by_index[i] for i in range(count)]
+        return primary
+
+    def _rewrite(self, layer: dict) -> Iterator[dict]:
+        """rewriteLayerWithLlamaQuantize (COPY): llama.cpp's own quantizer writes ``blobs/COPY<digits>``,
+        then NewLayer copies that into ``blobs/sha256-<digits>`` while hashing: three copies at the peak."""
+        from llamacpp_copy import llama_quantize_copy
+
+        parts = layer.get("_parts")
+        link_dir = None
+        source = layer["_path"]
+        if parts:
+            link_dir = self._temp("split-gguf-")
+            link_dir.unlink()
+            link_dir.mkdir()
+            for part in parts:
+                os.link(part["_path"], link_dir / part["from"].rsplit("/", 1)[-1])
+            source = link_dir / parts[0]["from"].rsplit("/", 1)[-1]
+        temp = self._temp("COPY")
+        try:
+            llama_quantize_copy(source, temp)
+            self._note_disk()
+            yield from self._copy_progress(layer)
+            yield {"status": "verifying conversion"}
+            with open(temp, "rb") as handle:
+                new, status = self.new_layer(handle, layer["mediaType"])
             with self.lock:
                 self.rewrites += 1
-                if target.exists():
-                    tmp.unlink()
-                    return f"sha256:{hexd}", False
-                os.replace(tmp, target)
-                return f"sha256:{hexd}", True
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        except ApiError:
             raise
+        except Exception as exc:  # noqa: BLE001 - llama-quantize refused the file
+            raise ApiError(None, f"failed to validate GGUF with llama-quantize without compatibility patches: "
+                                 f"{exc}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+            if link_dir is not None:
+                shutil.rmtree(link_dir, ignore_errors=True)
+        return {**new, "_status": status, "_path": self.blob_path(new["digest"])}
+
+    def _copy_progress(self, layer: dict) -> Iterator[dict]:
+        """The ``validating GGUF model`` events, one per tensor llama-quantize reports ("[ i/ n]").
+
+        As Ollama computes them: ``total`` is the input layer's size, ``completed`` the share of the
+        primary file's tensor bytes done, scaled in float32. (The double sends them once the copy
+        has finished; the real server streams them while llama-quantize runs.)
+        """
+        reader = _reader(layer["_path"])
+        offset = int(reader.tensors[0].data_offset) if len(reader.tensors) else 0
+        total_size = sum(int(t.n_bytes) for t in reader.tensors)
+        n = sum(len(_reader(p["_path"]).tensors) for p in layer.get("_parts") or [layer])
+        del reader
+        size = int(layer["size"])
+        span = max(size - offset, 1)
+        done = last = 0
+        for i in range(1, n + 1):
+            step = total_size * i // n
+            if step <= last:
+                continue
+            done, last = step, step
+            ratio = struct.unpack("f", struct.pack("f", done / span))[0]
+            completed = int(struct.unpack("f", struct.pack("f", ratio * size))[0])
+            event: dict[str, Any] = {"status": "validating GGUF model", "digest": "0" * 19, "total": size}
+            if completed:
+                event["completed"] = completed
+            yield event
+
+    def _config_for(self, layers: list[dict]) -> dict:
+        """ConfigV2 as create fills it from the model layer (no rootfs since v0.32.7)."""
+        model = next((x for x in layers if x["mediaType"] == MT_MODEL), None)
+        info = self.gguf_info(model["digest"]) if model else {"arch": "", "params": 0, "file_type": None}
+        arch = info["arch"] or "unknown"
+        ft = info["file_type"]
+        return {
+            "model_format": "gguf", "model_family": arch, "model_families": [arch] if model else None,
+            "model_type": human_number(info["params"]),
+            "file_type": file_type_name(ft) if ft else "unknown",
+            "architecture": "amd64", "os": "linux",
+        }
+
+    def _text_layers(self, layers: list[dict], req: dict) -> list[dict]:
+        """setTemplate, setSystem, license, setParameters, setMessages: each replaces its kind at the end."""
+
+        def replace(kind: str, data: bytes) -> None:
+            nonlocal layers
+            for old in [x for x in layers if x["mediaType"] == kind]:
+                layers.remove(old)
+            layer, status = self.new_layer(data, kind)
+            layers.append({**layer, "_status": status})
+
+        if req.get("template"):
+            replace(MT_TEMPLATE, str(req["template"]).encode())
+        if req.get("system"):
+            replace(MT_SYSTEM, str(req["system"]).encode())
+        licenses = req.get("license")
+        for text in ([licenses] if isinstance(licenses, str) else licenses or []):
+            if text:
+                layer, status = self.new_layer(str(text).encode(), MT_LICENSE)
+                layers.append({**layer, "_status": status})
+        params = dict(req.get("parameters") or {})
+        for old in [x for x in layers if x["mediaType"] == MT_PARAMS]:
+            for key, value in json.loads(self.blob_path(old["digest"]).read_text(encoding="utf-8")).items():
+                params.setdefault(key, value)
+        if params:
+            replace(MT_PARAMS, (go_json(dict(sorted(params.items()))) + "\n").encode())
+        if req.get("messages"):
+            replace(MT_MESSAGES, (go_json(req["messages"]) + "\n").encode())
+        return layers
+
+    def _manifest(self, layers: list[dict], config: dict) -> dict:
+        config_layer, _ = self.new_layer((go_json(config) + "\n").encode(), MT_CONFIG)
+        clean = []
+        for layer in layers:
+            entry = {"mediaType": layer["mediaType"], "digest": layer["digest"], "size": layer["size"]}
+            if layer.get("from"):
+                entry["from"] = layer["from"]
+            clean.append(entry)
+        return {"schemaVersion": 2, "mediaType": MT_MANIFEST, "config": config_layer, "layers": clean}
 
     # -- show / list
     def show(self, model: _Model, verbose: bool = False) -> dict:
@@ -824,9 +1003,8 @@ class OllamaDouble:
             f"# FROM {model.name.display}",
             "",
             f"FROM {self.blob_path(layer['digest'])}",
+            f"TEMPLATE {modelfile_quote(template)}",
         ]
-        if model.layer(MT_TEMPLATE):
-            mf.append(f"TEMPLATE {modelfile_quote(template)}")
         if system:
             mf.append(f"SYSTEM {modelfile_quote(system)}")
         for key in sorted(params):
@@ -834,13 +1012,13 @@ class OllamaDouble:
             mf.extend(f"PARAMETER {key} {modelfile_quote(go_plain(v))}" for v in values)
         mf.extend(f"LICENSE {modelfile_quote(text)}" for text in licenses)
         mf.extend(f"MESSAGE {m.get('role')} {modelfile_quote(str(m.get('content', '')))}" for m in messages)
-        model_info = dict(info["kv"])
-        if verbose:
-            model_info.update(info["arrays"])
+        model_info = {k: v for k, v in info["kv"].items() if k not in ("general.name", "tokenizer.chat_template")}
+        for key, values in info["arrays"].items():  # non-verbose: every non-empty array is null
+            model_info[key] = values if verbose or not values else None
         out: dict[str, Any] = {
             "modelfile": "\n".join(mf) + "\n",
             "parameters": "\n".join(lines),
-            "template": template,
+            "template": self.selected_template(model),
             "system": system,
             "details": self.details(model),
             "model_info": model_info,
@@ -866,8 +1044,9 @@ class OllamaDouble:
                 "modified_at": _mtime(model.path),
                 "size": size,
                 "digest": model.digest,
-                "details": self.details(model),
-                "_mtime": model.path.stat().st_mtime,
+                "details": self.details(model, listing=True),
+                "capabilities": self.capabilities(model, listing=True),
+                "_mtime": int(model.path.stat().st_mtime),
             })
         out.sort(key=lambda m: (-m["_mtime"], m["name"]))
         for entry in out:
@@ -875,17 +1054,15 @@ class OllamaDouble:
         return out
 
     def delete(self, text: Any) -> bool:
+        """DELETE /api/delete: the manifest, then at once every blob of it that no other manifest uses."""
         model = self.get_model(text)
         if model is None:
             return False
         self._evict(model.name.display)
         with self.lock:
             model.path.unlink()
-            folder = model.path.parent
-            root = self.models_dir / "manifests"
-            while folder != root and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-                folder = folder.parent
+            _prune_dirs(self.models_dir / "manifests")
+            self.remove_layers(model.manifest)  # RemoveLayers ignores OLLAMA_NOPRUNE
         return True
 
     def copy(self, source: Any, destination: Any) -> None:
@@ -938,9 +1115,14 @@ class OllamaDouble:
         import llama_cpp
 
         started = time.perf_counter_ns()
-        llm = llama_cpp.Llama(str(self.blob_path(digest)), n_ctx=N_CTX, verbose=False, n_threads=2)
+        with _llama_log() as log:
+            if self.load_delay:
+                time.sleep(self.load_delay)
+            llm = llama_cpp.Llama(str(self.blob_path(digest)), n_ctx=N_CTX, verbose=False, n_threads=2)
+        memory = _buffer_bytes("".join(log))
         took = time.perf_counter_ns() - started
-        entry = _Loaded(display, digest, llm, expires, context_length)
+        entry = _Loaded(display, digest, llm, expires, context_length,
+                        memory or self.blob_path(digest).stat().st_size)
         with self.lock:
             old = self._loaded.pop(display, None)
             self._loaded[display] = entry
@@ -965,11 +1147,11 @@ class OllamaDouble:
             out.append({
                 "name": entry.name,
                 "model": entry.name,
-                "size": self.blob_path(entry.model_digest).stat().st_size,
+                "size": entry.memory,  # the runner's footprint, as llama-server's log reports it
                 "digest": model.digest,
-                "details": self.details(model),
+                "details": {**self.details(model), "parent_model": ""},
                 "expires_at": expires,
-                "size_vram": 0,
+                "size_vram": 0,  # a CPU-only runner
                 "context_length": entry.context_length,
             })
         return out
@@ -1029,6 +1211,154 @@ class OllamaDouble:
             }
 
 
+def chat_template_caps(chat: str) -> list[str]:
+    """chatTemplateCapabilities (images.go): tools, thinking, from the jinja's text."""
+    caps = []
+    if "tools" in chat or "tool_call" in chat:
+        caps.append("tools")
+    split = "content.split('</think>')" in chat or 'content.split("</think>")' in chat
+    if ("<think>" in chat and "</think>" in chat) or (split and "reasoning_content" not in chat
+                                                       and "<SPECIAL_12>" not in chat):
+        caps.append("thinking")
+    return caps
+
+
+def chat_template_round_trip(chat: str) -> bool:
+    if not ("tools" in chat or "tool_call" in chat):
+        return False
+    calls = "tool_calls" in chat or "assistant_tool_call" in chat
+    marks = ("tool_response", "tool_results", "role'] == 'tool'", "role'] == \"tool\"", "role\"] == 'tool'",
+             "role\"] == \"tool\"", "message.role == 'tool'", "message.role == \"tool\"", "ipython")
+    return calls and any(m in chat for m in marks)
+
+
+def go_template_caps(template: str) -> list[str]:
+    """goTemplateCapabilities: tools and insert from the template's identifiers, thinking from InferTags."""
+    import gotemplate
+
+    try:
+        facts = gotemplate.inspect(template)
+    except gotemplate.GoTemplateError:
+        return []
+    caps = []
+    if "tools" in facts["vars"]:
+        caps.append("tools")
+    if "suffix" in facts["vars"]:
+        caps.append("insert")
+    if facts["thinking_open"] and facts["thinking_close"]:
+        caps.append("thinking")
+    return caps
+
+
+def prefer_chat_template(chat: str, go: str) -> bool:
+    """shouldPreferChatTemplate (images.go)."""
+    import gotemplate
+
+    chat_caps, go_caps = chat_template_caps(chat), go_template_caps(go)
+    try:
+        go_round_trip = bool(gotemplate.inspect(go)["tool_round_trip"])
+    except gotemplate.GoTemplateError:
+        go_round_trip = False
+    if len(chat_caps) > len(go_caps):
+        return not go_round_trip or chat_template_round_trip(chat)
+    if set(chat_caps) != set(go_caps) or "tools" not in chat_caps or "tools" not in go_caps:
+        return False
+    return chat_template_round_trip(chat) and not go_round_trip
+
+
+def _env_bool(value: str, default: bool) -> bool:
+    """envconfig.Bool: strconv.ParseBool; an unparsable non-empty value is true."""
+    text = value.strip().strip("\"'")
+    if not text:
+        return default
+    if text.lower() in ("1", "t", "true"):
+        return True
+    if text.lower() in ("0", "f", "false"):
+        return False
+    return True
+
+
+_LOG_LOCK = threading.Lock()
+_BUFFER = re.compile(r"(?:model|KV|compute|output) buffer size\s*=\s*([\d.]+) MiB")
+
+
+@contextmanager
+def _llama_log() -> Iterator[list[str]]:
+    """llama.cpp's log lines while a model loads (the callback is process-wide, so one load at a time)."""
+    import ctypes
+
+    import llama_cpp
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level, text, user_data):  # noqa: ARG001
+        lines.append(text.decode("utf-8", "replace"))
+
+    with _LOG_LOCK:
+        llama_cpp.llama_log_set(collect, ctypes.c_void_p())
+        try:
+            yield lines
+        finally:
+            from llama_cpp import _logger
+
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p())
+
+
+def _buffer_bytes(log: str) -> int:
+    """The sum of the buffers llama.cpp reports (Ollama's MemorySize parses the same lines)."""
+    return int(sum(float(m) for m in _BUFFER.findall(log)) * (1 << 20))
+
+
+def _bos_text(ollama: OllamaDouble, model: _Model) -> str:
+    info = ollama.gguf_info(model.layer(MT_MODEL)["digest"])
+    tokens, index = info["arrays"].get("tokenizer.ggml.tokens") or [], info["kv"].get("tokenizer.ggml.bos_token_id")
+    return str(tokens[index]) if isinstance(index, int) and 0 <= index < len(tokens) else ""
+
+
+def _render_jinja(ollama: OllamaDouble, model: _Model, messages: list[dict], tools: Any, think: Any) -> str:
+    """The native path: the GGUF's chat template applied to the messages, ``enable_thinking`` passed as
+    Ollama's ``chat_template_kwargs`` does. llama-server uses minja; jinja2 is its close stand-in."""
+    import jinja2
+
+    chat = ollama.chat_template(model)
+    kv = ollama.gguf_info(model.layer(MT_MODEL)["digest"])["kv"]
+    if not chat:
+        return "".join(f"{m.get('role')}: {m.get('content', '')}\n" for m in messages) + "assistant:"
+    tokens = ollama.gguf_info(model.layer(MT_MODEL)["digest"])["arrays"].get("tokenizer.ggml.tokens") or []
+
+    def token(key: str) -> str:
+        index = kv.get(key)
+        return str(tokens[index]) if isinstance(index, int) and 0 <= index < len(tokens) else ""
+
+    env = jinja2.Environment(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(ApiError(500, str(message)))
+    kwargs = {} if think is None else {"enable_thinking": bool(think)}
+    try:
+        return env.from_string(chat).render(messages=messages, tools=tools, add_generation_prompt=True,
+                                            bos_token=token("tokenizer.ggml.bos_token_id"),
+                                            eos_token=token("tokenizer.ggml.eos_token_id"), **kwargs)
+    except jinja2.TemplateError as exc:
+        raise ApiError(500, f"chat template: {exc}") from None
+
+
+def _touch(path: Path) -> None:
+    """touchLayer / NewLayerFromLayer: the blob's times set to now."""
+    now = time.time()
+    os.utime(path, (now, now))
+
+
+def _prune_dirs(root: Path) -> None:
+    """manifest.PruneDirectory: remove empty folders, the root too."""
+    if not root.is_dir():
+        return
+    for folder in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
+
+
 def _valid_path(name: Any) -> bool:
     """Go's fs.ValidPath: relative, slash-separated, no '.', '..' or empty elements."""
     if not isinstance(name, str):
@@ -1045,10 +1375,17 @@ def _mtime(path: Path) -> str:
 
 
 class _ThinkSplitter:
-    """Splits streamed text into thinking (before ``</think>``, after an optional ``<think>``) and content."""
+    """thinking.Parser: text between the opening and closing tags is thinking, the rest content.
 
-    def __init__(self, enabled: bool) -> None:
-        self.state = "start" if enabled else "content"
+    Leading whitespace is skipped; output that does not open with the tag is all content, unless
+    the prompt already ended with the opening tag (then the output starts inside the thinking);
+    whitespace after the closing tag is eaten; partial tags are held back.
+    """
+
+    def __init__(self, enabled: bool, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
+                 inside: bool = False) -> None:
+        self.open, self.close = open_tag, close_tag
+        self.state = ("think_ws" if inside else "start") if enabled else "content"
         self.buf = ""
 
     def feed(self, text: str) -> tuple[str, str]:
@@ -1061,13 +1398,13 @@ class _ThinkSplitter:
                 s = self.buf.lstrip()
                 if not s:
                     return thinking, content
-                if s.startswith(THINK_OPEN):
-                    self.buf, self.state = s[len(THINK_OPEN):], "think_ws"
+                if s.startswith(self.open):
+                    self.buf, self.state = s[len(self.open):], "think_ws"
                     continue
-                if THINK_OPEN.startswith(s):
+                if self.open.startswith(s):
                     return thinking, content
-                self.buf, self.state = s, "thinking"
-                continue
+                self.buf, self.state = "", "content"
+                return thinking, content + s
             if self.state == "think_ws":
                 self.buf = self.buf.lstrip()
                 if not self.buf:
@@ -1075,14 +1412,14 @@ class _ThinkSplitter:
                 self.state = "thinking"
                 continue
             if self.state == "thinking":
-                i = self.buf.find(THINK_CLOSE)
+                i = self.buf.find(self.close)
                 if i >= 0:
                     thinking += self.buf[:i]
-                    self.buf, self.state = self.buf[i + len(THINK_CLOSE):], "after"
+                    self.buf, self.state = self.buf[i + len(self.close):], "after"
                     continue
                 keep = 0
-                for n in range(min(len(self.buf), len(THINK_CLOSE) - 1), 0, -1):
-                    if THINK_CLOSE.startswith(self.buf[-n:]):
+                for n in range(min(len(self.buf), len(self.close) - 1), 0, -1):
+                    if self.close.startswith(self.buf[-n:]):
                         keep = n
                         break
                 thinking += self.buf[: len(self.buf) - keep]
@@ -1099,7 +1436,9 @@ class _ThinkSplitter:
 
     def flush(self) -> tuple[str, str]:
         rest, self.buf = self.buf, ""
-        if self.state in ("start", "think_ws", "thinking"):
+        if self.state == "start":
+            return "", rest.lstrip()
+        if self.state in ("think_ws", "thinking"):
             return rest, ""
         return "", rest.lstrip() if self.state == "after" else rest
 
@@ -1245,6 +1584,9 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             except Exception as exc:  # noqa: BLE001 - a bug in the double: answer 500, keep serving
+                import traceback
+
+                traceback.print_exc()
                 if self._streaming:
                     self.close_connection = True
                     return
@@ -1278,10 +1620,11 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
 
         # -- blobs
         def _blob(self, method: str, digest: str) -> None:
-            m = DIGEST_RE.match(digest)
-            if not m:
+            """HEAD / POST /api/blobs/:digest (routes.go). POST keeps the upload under its real digest
+            before comparing it with the path's, literally: a mismatch is a 400 with the data kept."""
+            if not DIGEST_RE.match(digest):
                 return self._error(400, ERR_INVALID_DIGEST)
-            target = ollama.blobs_dir / f"sha256-{m[1]}"
+            target = ollama.blob_path(digest)
             if method == "HEAD":
                 if target.is_file():
                     return self._empty(200)
@@ -1290,34 +1633,30 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 with ollama.lock:
                     ollama.blob_exists += 1
                 return self._empty(200)
-            expected = f"sha256:{m[1]}"
-            tmp = ollama._tmp()
-            hasher = hashlib.sha256()
-            try:
-                with open(tmp, "wb") as handle:
-                    for piece in self._iter_body():
-                        handle.write(piece)
-                        hasher.update(piece)
-                        with ollama.lock:
-                            ollama.blob_bytes_read += len(piece)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                got = f"sha256:{hasher.hexdigest()}"
-                if got != expected:
-                    tmp.unlink()
+
+            class Body:
+                def __init__(self, pieces: Iterator[bytes]) -> None:
+                    self.pieces = pieces
+
+                def read(self, _n: int) -> bytes:
+                    piece = next(self.pieces, b"")
                     with ollama.lock:
-                        ollama.blob_mismatches += 1
-                    return self._error(400, f"digest mismatch, expected {json.dumps(expected)}, got {json.dumps(got)}")
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+                        ollama.blob_bytes_read += len(piece)
+                    return piece
+
+            layer, _ = ollama.new_layer(Body(self._iter_body()), "")
+            if layer["digest"] != digest:
+                with ollama.lock:
+                    ollama.blob_mismatches += 1
+                return self._error(400, f"digest mismatch, expected {json.dumps(digest)}, got "
+                                        f"{json.dumps(layer['digest'])}")
             with ollama.lock:
                 ollama.blob_uploads += 1
             return self._empty(201)
 
         # -- create
         def _create(self) -> None:
+            """Errors before streaming are HTTP statuses; after the first line, NDJSON error lines."""
             req = self._read_json()
             name, files = ollama.validate_create(req)
             events = ollama.create(req, name, files)
@@ -1327,19 +1666,25 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                     for event in events:
                         last = event
                 except ApiError as exc:
-                    return self._error(exc.status, exc.message)
-                except Exception as exc:  # noqa: BLE001
-                    return self._error(500, str(exc))
+                    return self._error(exc.status or 500, exc.message)
                 return self._json(200, last)
-            self._stream_start()
+            started = False
             try:
                 for event in events:
+                    if not started:
+                        self._stream_start()
+                        started = True
                     self._stream_line(event)
             except ApiError as exc:
+                if not started:
+                    return self._send(exc.status or 500, go_json({"error": exc.message}).encode(),
+                                      "application/json")
                 self._stream_line({"error": exc.message})
             except (BrokenPipeError, ConnectionResetError):
                 raise
             except Exception as exc:  # noqa: BLE001
+                if not started:
+                    return self._error(500, str(exc))
                 self._stream_line({"error": str(exc)})
             self._stream_end()
 
@@ -1353,17 +1698,29 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
         def _show(self) -> None:
             req = self._read_json()
             text = req.get("model") or req.get("name")
-            model = ollama.get_model(text)
+            if not text:
+                raise ApiError(400, "model is required")
+            base, _ = source_suffix(str(text).strip())
+            name = parse_name(base)
+            if name is None:
+                raise ApiError(400, ERR_INVALID_NAME)
+            model = ollama.get_model(base)
             if model is None or model.layer(MT_MODEL) is None:
-                return self._error(404, f"model '{text}' not found")
+                shown = ollama.existing_name(name).display
+                return self._error(404, f"model '{shown}' not found")
             self._json(200, ollama.show(model, bool(req.get("verbose"))))
 
         def _delete(self) -> None:
             req = self._read_json()
             text = req.get("model") or req.get("name")
-            if parse_name(text) is None:
-                return self._error(400, ERR_INVALID_NAME)
-            if not ollama.delete(text):
+            if not text:
+                raise ApiError(400, "model is required")
+            base, suffix = source_suffix(str(text).strip())
+            if suffix == "cloud":
+                base = base + ("-cloud" if base.rfind(":") > base.rfind("/") else ":cloud")
+            if parse_name(base) is None:
+                return self._error(400, f"name {json.dumps(text)} is invalid")
+            if not ollama.delete(base):
                 return self._error(404, f"model '{text}' not found")
             self._empty(200)
 
@@ -1384,58 +1741,84 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
             self._stream_end()
 
         # -- generation
-        def _prepare(self, req: dict) -> tuple[_Model, dict, bool]:
+        def _prepare(self, req: dict, chat: bool) -> tuple[_Model, dict, Any]:
+            """Name, capability and ``think`` checks, in the handlers' order; ``think`` defaults on."""
             text = req.get("model")
             if not text:
-                raise ApiError(400, "model is required")
-            model = ollama.get_model(text)
+                raise ApiError(400, "model is required") if chat else ApiError(404, "model '' not found")
+            base, suffix = source_suffix(str(text).strip())
+            if suffix == "cloud":
+                raise ApiError(400, "cloud models are not implemented by the Ollama test double")
+            if parse_name(base) is None:
+                raise ApiError(400, ERR_INVALID_NAME)
+            model = ollama.get_model(base)
             if model is None or model.layer(MT_MODEL) is None:
-                raise ApiError(404, f"model {json.dumps(text)} not found, try pulling it first")
+                raise ApiError(404, f"model '{text}' not found")
             options = {**ollama.params(model), **(req.get("options") or {})}
-            capable = "thinking" in ollama.capabilities(model)
             think = req.get("think")
-            if think not in (None, False) and not capable:
+            if think is not None and not isinstance(think, bool):
+                if not isinstance(think, str):
+                    raise ApiError(400, 'think must be a boolean or string ("high", "medium", "low", "max", true, '
+                                        "or false)")
+                if think not in ("high", "medium", "low", "max"):
+                    raise ApiError(400, f'invalid think value: {json.dumps(think)} (must be "high", "medium", '
+                                        '"low", "max", true, or false)')
+            if "thinking" in ollama.capabilities(model):
+                if think is None:
+                    think = True
+            elif think not in (None, False):
                 raise ApiError(400, f"{json.dumps(text)} does not support thinking")
-            if think is None:
-                thinking = capable and ollama.version_tuple >= (0, 12, 4)
-            else:
-                thinking = think is not False
-            return model, options, thinking
+            return model, options, think
+
+        def _render(self, model: _Model, messages: list[dict], tools: Any, think: Any) -> tuple[str, _ThinkSplitter]:
+            """The prompt and the thinking parser of the path that runs: the Go TEMPLATE (rendered by Go's
+            text/template) or the GGUF's jinja, as llama-server would apply it (here with jinja2)."""
+            system = ollama._text_layer(model, MT_SYSTEM)
+            stored = ollama._text_layer(model, MT_MESSAGES)
+            messages = [*(json.loads(stored) if stored else []), *messages]
+            if system and not (messages and messages[0].get("role") == "system"):
+                messages = [{"role": "system", "content": system}, *messages]
+            if ollama.uses_go_template(model):
+                import gotemplate
+
+                template = ollama.template(model)
+                values = {"messages": messages, "tools": tools or None, "think": bool(think),
+                          "think_level": think if isinstance(think, str) else "", "is_think_set": think is not None}
+                try:
+                    prompt = gotemplate.render(template, values)
+                except gotemplate.GoTemplateError as exc:
+                    raise ApiError(500, f"template: {exc}") from None
+                facts = gotemplate.inspect(template)
+                open_tag, close_tag = facts["thinking_open"], facts["thinking_close"]
+                enabled = bool(think) and bool(open_tag and close_tag)
+                inside = enabled and prompt.rstrip().endswith(open_tag)
+                return prompt, _ThinkSplitter(enabled, open_tag or THINK_OPEN, close_tag or THINK_CLOSE, inside)
+            prompt = _render_jinja(ollama, model, messages, tools, think)
+            bos = _bos_text(ollama, model)
+            prompt = prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # the runner adds BOS
+            return prompt, _ThinkSplitter(True, inside=prompt.rstrip().endswith(THINK_OPEN))
 
         def _chat(self) -> None:
             req = self._read_json()
-            model, options, thinking = self._prepare(req)
+            model, options, think = self._prepare(req, chat=True)
             messages = req.get("messages") or []
             if not messages:
                 return self._load_or_unload(req, model, options, chat=True)
-            system = ollama._text_layer(model, MT_SYSTEM) or ""
-            prompt = "" if any(m.get("role") == "system" for m in messages) else system
-            for i, message in enumerate(messages):
-                role, content = message.get("role"), str(message.get("content") or "")
-                last = i == len(messages) - 1
-                if role == "system":
-                    prompt += content
-                elif role == "assistant":
-                    prompt += ASSISTANT + content + ("" if last else EOS)
-                else:
-                    prompt += USER + content
-            if messages[-1].get("role") != "assistant":
-                prompt += ASSISTANT
-                if req.get("think") is False and "thinking" in ollama.capabilities(model):
-                    prompt += "<think>\n\n</think>\n\n"
-            self._run(req, model, options, thinking, prompt, chat=True)
+            prompt, splitter = self._render(model, messages, req.get("tools"), think)
+            self._run(req, model, options, splitter, prompt, chat=True)
 
         def _generate(self) -> None:
             req = self._read_json()
-            model, options, thinking = self._prepare(req)
+            model, options, think = self._prepare(req, chat=False)
             if not req.get("prompt"):
                 return self._load_or_unload(req, model, options, chat=False)
             if req.get("raw"):
-                prompt = str(req["prompt"])
-            else:
-                system = req.get("system") or ollama._text_layer(model, MT_SYSTEM) or ""
-                prompt = system + USER + str(req["prompt"]) + ASSISTANT
-            self._run(req, model, options, thinking, prompt, chat=False)
+                return self._run(req, model, options, _ThinkSplitter(False), str(req["prompt"]), chat=False)
+            messages = [{"role": "user", "content": str(req["prompt"])}]
+            if req.get("system"):
+                messages.insert(0, {"role": "system", "content": str(req["system"])})
+            prompt, splitter = self._render(model, messages, None, think)
+            self._run(req, model, options, splitter, prompt, chat=False)
 
         def _context_length(self, options: dict) -> int:
             try:
@@ -1462,7 +1845,8 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 body["total_duration"] = time.perf_counter_ns() - started
             self._json(200, body)
 
-        def _run(self, req: dict, model: _Model, options: dict, thinking: bool, prompt: str, chat: bool) -> None:
+        def _run(self, req: dict, model: _Model, options: dict, splitter: _ThinkSplitter, prompt: str,
+                 chat: bool) -> None:
             keep_alive = parse_keep_alive(req.get("keep_alive"))
             started = time.perf_counter_ns()
             entry, load_ns = ollama.load(model, keep_alive, self._context_length(options))
@@ -1470,7 +1854,6 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
             num_predict = DEFAULT_NUM_PREDICT if num_predict is None else int(num_predict)
             stops = options.get("stop") or []
             stops = [stops] if isinstance(stops, str) else list(stops)
-            splitter = _ThinkSplitter(thinking)
             stream = req.get("stream", True) is not False
             name = req.get("model")
             all_thinking, all_content = [], []
@@ -1541,9 +1924,10 @@ def run_ollama(
     host: str = "127.0.0.1",
     port: int = 0,
     noprune: bool = False,
+    **options: Any,
 ) -> Iterator[OllamaDouble]:
     """Start the double on ``host:port`` (port 0 picks a free one) and stop it afterwards."""
-    double = OllamaDouble(models_dir, version, noprune=noprune)
+    double = OllamaDouble(models_dir, version, noprune=noprune, **options)
     double.start(host, port)
     try:
         yield double
@@ -1558,9 +1942,10 @@ def serve_forever(
     port: int = 11434,
     *,
     noprune: bool = False,
+    go_template: str | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT (exit status 0), as ``ollama serve`` does; 1 when the port is taken."""
-    double = OllamaDouble(models_dir, version, noprune=noprune)
+    double = OllamaDouble(models_dir, version, noprune=noprune, go_template=go_template)
     try:
         double.start(host, port)
     except OSError as exc:

@@ -107,7 +107,9 @@ class PeakMeter:
         self()
 
 
-@pytest.mark.parametrize("version, bound", [("0.32.15", 2.05), ("0.5.7", 1.05)])
+# From v0.30 the server's rewrite holds the upload, llama-quantize's COPY output and NewLayer's hashing
+# copy at once (protocol audit, finding 2): three times the model at the peak.
+@pytest.mark.parametrize("version, bound", [("0.32.15", 3.05), ("0.5.7", 1.05)])
 def test_pull_end_to_end_with_the_least_disk(env, hub_root, version, bound):
     with run_hub(hub_root) as hub, run_ollama(env.store, version) as ollama:
         env(hub.url, ollama.url)
@@ -128,6 +130,30 @@ def test_pull_end_to_end_with_the_least_disk(env, hub_root, version, bound):
         if version == "0.5.7":
             assert ollama.blob_uploads == 0, "the merge wrote straight into the store: create uploaded nothing"
     assert meter.peak <= bound * model_bytes(hub_root), (meter.peak, model_bytes(hub_root))
+
+
+@pytest.mark.parametrize("version", ["0.32.15", "0.5.7"])
+def test_a_server_on_all_interfaces_sharing_the_store_keeps_a_working_model(env, hub_root, version):
+    """OLLAMA_HOST=0.0.0.0 (protocol audit, finding 4): the store is shared, decided by HEAD, not by the
+    address; the registered blob must survive. (The double listens on loopback; the client connects
+    to 0.0.0.0 the way Ollama's ConnectableHost does, on 127.0.0.1.)"""
+    with run_hub(hub_root) as hub, run_ollama(env.store, version) as ollama:
+        env(hub.url)
+        monkey_host = f"0.0.0.0:{ollama.port}"
+        import os
+
+        os.environ["OLLAMA_HOST"] = monkey_host
+        try:
+            result = pull(PullRequest(model=MODEL), load_settings(), load_profile("cpu-only-64gb"))
+            assert ollama.blob_uploads == 0, "the server reads this store: nothing uploaded"
+            store = Store(env.store)
+            digest = store.model_layer(result.name)
+            assert store.blob_path(digest).exists(), "the model's blob is still there"
+            chunks = list(OllamaClient(monkey_host).chat(result.name, [{"role": "user", "content": "hi"}],
+                                                         options={"num_predict": 4}))
+            assert chunks[-1]["done"]
+        finally:
+            os.environ.pop("OLLAMA_HOST", None)
 
 
 def test_remote_store_uploads_and_leaves_no_local_copy(env, hub_root, tmp_path):

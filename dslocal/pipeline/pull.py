@@ -72,7 +72,7 @@ class _Pull:
     def replan(self, facts: ModelFacts) -> None:
         self.facts = facts
         self.the_plan = plan(facts, self.profile, ctx=self.request.ctx, ollama_version=self.version,
-                             variant=self.resolved.name)
+                             variant=self.resolved.label)
         self.result.plan = self.the_plan.as_dict()
 
 
@@ -150,9 +150,9 @@ def _first_plan(p: _Pull) -> None:
     if p.resolved.variant is not None:
         p.replan(from_variant(p.resolved.variant))
     elif p.resolved.kind == "local":
-        p.replan(from_shard_set(open_local_set(p.resolved.local_files[0]), name=p.resolved.name))
+        p.replan(from_shard_set(open_local_set(p.resolved.local_files[0]), name=p.resolved.label))
     if p.the_plan is not None and not p.the_plan.fits:
-        p.notify(f"warning: {p.name} does not fit this machine ({p.the_plan.placement}); see 'dslocal plan'")
+        p.notify(f"warning: {p.resolved.label} does not fit this machine ({p.the_plan.placement}); see 'dslocal plan'")
 
 
 def _list_files(p: _Pull) -> None:
@@ -193,7 +193,7 @@ def _preflight(p: _Pull) -> bool:
     if p.request.dry_run:
         p.result.dry_run = True
         return True
-    plan.check(p.resolved.name)
+    plan.check(p.resolved.label)
     return False
 
 
@@ -223,7 +223,7 @@ def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
         p.step("verify")
         shard_set = open_local_set(shards[0])
         if p.facts is None or not p.facts.exact:
-            p.replan(from_shard_set(shard_set, name=p.resolved.name))
+            p.replan(from_shard_set(shard_set, name=p.resolved.label))
         p.step("merge")
         p.store.work.mkdir(parents=True, exist_ok=True)
         delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
@@ -239,7 +239,7 @@ def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
 
 def _create(p: _Pull, digest: str) -> None:
     if p.the_plan is None:  # resumed after the blob was made: plan from its header
-        p.replan(from_shard_set(open_local_set(p.store.blob_path(digest)), name=p.resolved.name))
+        p.replan(from_shard_set(open_local_set(p.store.blob_path(digest)), name=p.resolved.label))
     parameters = model_parameters(p.the_plan, p.resolved, pin_gpu_layers=not p.rewrites)
     if p.journal.done("create") and p.store.find_manifest(p.name) is not None:
         p.result.resumed.append("create")

@@ -48,6 +48,7 @@ class Resolved:
     local_files: tuple[Path, ...]
     template: str
     name: str  # the Ollama name, checked against Ollama's rules, with its tag
+    label: str  # the name as given or defaulted (without the ':latest' Ollama adds)
 
 
 def default_name(text: str) -> str:
@@ -55,11 +56,11 @@ def default_name(text: str) -> str:
     return name or "deepseek"
 
 
-def _ollama_name(given: str | None, default: str) -> str:
-    """The name the model gets in Ollama; a name the server would refuse is refused before any work."""
+def _ollama_name(given: str | None, default: str) -> tuple[str, str]:
+    """(name with tag, label) of the model in Ollama; a name the server would refuse is refused before any work."""
     text = given if given is not None else default
     check_name(text)
-    return text if text.rfind(":") > text.rfind("/") else f"{text}:latest"
+    return (text if text.rfind(":") > text.rfind("/") else f"{text}:latest"), text
 
 
 def resolve(request: PullRequest) -> Resolved:
@@ -69,8 +70,8 @@ def resolve(request: PullRequest) -> Resolved:
     if variant is not None:
         if variant.multi_node:
             raise UsageError(f"{variant.id} is the multi-node FP8 original", f"plan it with 'dslocal plan {variant.id} --cluster ...'")
-        name = _ollama_name(request.name, variant.aliases[0] if variant.aliases else variant.id)
-        return Resolved("catalog", variant, variant.hf_repo, variant.include_globs(), (), variant.template, name)
+        name, label = _ollama_name(request.name, variant.aliases[0] if variant.aliases else variant.id)
+        return Resolved("catalog", variant, variant.hf_repo, variant.include_globs(), (), variant.template, name, label)
     if request.model.startswith("hf:"):
         repo, _, quant = request.model[3:].partition(":")
         try:
@@ -78,13 +79,15 @@ def resolve(request: PullRequest) -> Resolved:
         except UsageError:
             raise UsageError(f"{request.model!r} is not hf:ORG/REPO[:QUANT]", "e.g. hf:unsloth/DeepSeek-R1-GGUF:UD-IQ1_S") from None
         include = (f"*{quant}*.gguf",) if quant else ("*.gguf",)
-        name = _ollama_name(request.name, default_name(repo.split("/")[1].removesuffix("-GGUF") + (f"-{quant}" if quant else "")))
-        return Resolved("hf", None, repo, include, (), "deepseek-r1", name)
-    name = _ollama_name(request.name, "deepseek") if request.name is not None else None
+        default = default_name(repo.split("/")[1].removesuffix("-GGUF") + (f"-{quant}" if quant else ""))
+        name, label = _ollama_name(request.name, default)
+        return Resolved("hf", None, repo, include, (), "deepseek-r1", name, label)
+    if request.name is not None:
+        _ollama_name(request.name, "")  # a bad name is refused before the files are looked at
     files = _local_files(Path(request.model).expanduser(), request.model)
     stem = parse_shard_name(files[0].name)
-    name = name or _ollama_name(None, default_name(stem.prefix if stem else files[0].stem))
-    return Resolved("local", None, None, (), files, "deepseek-r1", name)
+    name, label = _ollama_name(request.name, default_name(stem.prefix if stem else files[0].stem))
+    return Resolved("local", None, None, (), files, "deepseek-r1", name, label)
 
 
 def _local_files(path: Path, model: str) -> tuple[Path, ...]:

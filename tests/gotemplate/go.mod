@@ -1,0 +1,3 @@
+module dslocal.test/gotemplate
+
+go 1.22
