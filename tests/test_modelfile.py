@@ -28,6 +28,10 @@ def test_golden_modelfiles(key):
     assert "<｜User｜>" in parsed.template and "<｜Assistant｜>" in parsed.template
     thinking = "range $i, $_ := .Messages" in parsed.template and ".Thinking" in parsed.template
     assert thinking == (key != "deepseek-v3"), "thinking-capable exactly when the model reasons"
+    # A tool round trip, so Ollama keeps this TEMPLATE over the GGUF's jinja (images.go
+    # shouldPreferChatTemplate; tests/contract/test_chat.py runs it through the server).
+    assert "range .Tools" in parsed.template and ".ToolCalls" in parsed.template
+    assert 'eq .Role "tool"' in parsed.template
 
 
 def test_sampling_follows_the_family():

@@ -16,26 +16,40 @@ def _client(app: AppContext):
 
 
 @click.command("ls", epilog="""\b
+TEMPLATE says which chat template the server runs: 'ollama' (the Modelfile TEMPLATE, which
+dslocal writes so that thinking can be switched off) or 'gguf' (the file's own jinja, applied
+by llama-server, which Ollama 0.30+ prefers when it can do more than the TEMPLATE).
+
+\b
 Examples:
   dslocal ls
-  dslocal ls --json | jq '.data.models[].name'
+  dslocal ls --json | jq '.data.models[] | {name, template}'
 """)
 @json_option
 @click.pass_obj
 def ls_cmd(app: AppContext, as_json: bool) -> None:
-    """Ollama's models, with where dslocal got them from."""
+    """Ollama's models, with where dslocal got them from and which chat template really runs."""
+    from dslocal.errors import DslocalError
+    from dslocal.ollama.templates import observed_use
     from dslocal.pipeline import read_provenance
 
     settings = app.settings()
+    client = _client(app)
     models = []
-    for model in _client(app).tags():
-        models.append({**model, "provenance": read_provenance(settings, model["name"])})
+    for model in client.tags():
+        try:
+            template = observed_use(client.show(model["name"])).as_dict()
+        except DslocalError:
+            template = None
+        models.append({**model, "provenance": read_provenance(settings, model["name"]), "template": template})
 
     def human() -> None:
+        click.echo(f"{'NAME':32s} {'SIZE':>10s}  {'TEMPLATE':8s}  FROM")
         for m in models:
             origin = m["provenance"]
             where = f"{origin.get('repo') or origin.get('model')} via {origin.get('source')}" if origin else "-"
-            click.echo(f"{m['name']:32s} {format_bytes(m.get('size', 0)):>10s}  {where}")
+            runs = m["template"]["runs"] if m["template"] else "?"
+            click.echo(f"{m['name']:32s} {format_bytes(m.get('size', 0)):>10s}  {runs:8s}  {where}")
 
     emit("ls", {"models": models}, as_json=as_json, human=human)
 
@@ -44,7 +58,7 @@ def ls_cmd(app: AppContext, as_json: bool) -> None:
 @click.argument("name")
 @click.pass_obj
 def rm_cmd(app: AppContext, name: str) -> None:
-    """Remove a model from Ollama (its blobs go at the server's next prune)."""
+    """Remove a model from Ollama; its blobs that no other model uses are deleted at once."""
     from dslocal.pipeline import provenance_path
 
     _client(app).delete(name)
