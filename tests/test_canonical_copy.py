@@ -12,10 +12,7 @@ import dataclasses
 import hashlib
 import random
 import shutil
-import signal
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from dslocal.gguf_tools.split import split_file
 from dslocal.testing.ggufgen import HeaderStyle, ModelSpec, TensorPlan, write_model
 
 from llamacpp_copy import LlamaQuantizeError, llama_quantize_copy
+from test_gguf_merge import crash_merge, first_checkpoint_bytes
 
 pytest.importorskip("llama_cpp")
 
@@ -249,17 +247,6 @@ def test_general_alignment_other_than_32_is_written_as_32(tmp_path):
     assert sha256(tmp_path / "rewritten.gguf") == digest
 
 
-CRASHER = r"""
-import os, signal, sys
-from dslocal.gguf_tools.merge import merge_shards
-shard, out, kill_after, delete = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-def sink(event):
-    if event.done >= kill_after:
-        os.kill(os.getpid(), signal.SIGKILL)
-merge_shards(shard, out, layout="ollama", compute_sha256=True, delete_shards=delete, progress=sink)
-"""
-
-
 @pytest.mark.parametrize("delete_shards", [False, True])
 def test_killed_then_resumed_merges_give_llama_quantizes_file_and_its_sha256(tmp_path, delete_shards):
     spec = ModelSpec.deepseek2("mla", n_layer=6, n_expert=16)
@@ -271,6 +258,7 @@ def test_killed_then_resumed_merges_give_llama_quantizes_file_and_its_sha256(tmp
     llama_quantize_copy(source[0], theirs)
     expected = sha256(theirs)
     total = read_file_header(theirs).tensor_bytes
+    first = first_checkpoint_bytes(source[0], "ollama")
     rng = random.Random(11 + delete_shards)
     resumed = []
     for attempt in range(4):
@@ -278,10 +266,10 @@ def test_killed_then_resumed_merges_give_llama_quantizes_file_and_its_sha256(tmp
         work.mkdir()
         shards = [Path(shutil.copy(p, work / p.name)) for p in source]
         out = work / "out.gguf"
-        kill_after = rng.randrange(1, total)
-        proc = subprocess.run([sys.executable, "-c", CRASHER, str(shards[0]), str(out), str(kill_after),
-                               str(int(delete_shards))])
-        assert proc.returncode == -signal.SIGKILL
+        wait = not delete_shards and attempt % 2 == 1
+        kill_after = rng.randrange(first + 1 if wait else 1, total)
+        crash_merge(shards[0], out, kill_after, delete=delete_shards, layout="ollama", sha256=True,
+                    wait_for_journal=wait)
         result = merge_shards(shards[0], out, layout="ollama", compute_sha256=True, delete_shards=delete_shards)
         assert result.sha256 == expected, f"attempt {attempt}, killed after {kill_after} bytes"
         assert_same_file(out, theirs)

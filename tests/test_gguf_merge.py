@@ -16,6 +16,7 @@ import pytest
 from dslocal.errors import DiskError, InputError
 from dslocal.gguf_tools import merge as merge_module
 from dslocal.gguf_tools.header import read_file_header
+from dslocal.gguf_tools.layout import TrailingHasher
 from dslocal.gguf_tools.merge import journal_path, merge_shards, partial_path
 from dslocal.testing.ggufgen import ModelSpec, write_model
 
@@ -105,14 +106,46 @@ def test_delete_shards_needs_only_the_largest_shard(make_gguf, tmp_path):
 
 
 CRASHER = r"""
-import os, signal, sys
-from dslocal.gguf_tools.merge import merge_shards
-shard, out, kill_after, delete = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+import json, os, signal, sys, time
+from pathlib import Path
+from dslocal.gguf_tools.merge import journal_path, merge_shards
+shard, out, kill_after, layout = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+delete, sha256, wait = (arg == "1" for arg in sys.argv[5:8])
+def journaled():
+    try:
+        return json.loads(journal_path(out).read_text())["done"] > 0
+    except (OSError, ValueError, KeyError):
+        return False
 def sink(event):
     if event.done >= kill_after:
+        deadline = time.monotonic() + 30
+        while wait and not journaled() and time.monotonic() < deadline:
+            time.sleep(0.001)  # the journal is saved by a worker thread, right behind the copy
         os.kill(os.getpid(), signal.SIGKILL)
-merge_shards(shard, out, delete_shards=delete, progress=sink)
+merge_shards(shard, out, delete_shards=delete, compute_sha256=sha256, layout=layout, progress=sink)
 """
+
+
+def crash_merge(shard, out, kill_after, *, delete, layout="llama.cpp", sha256=False, wait_for_journal=False):
+    """Run a merge in a child and SIGKILL it once ``kill_after`` bytes are copied (and, if asked, journaled)."""
+    flags = [str(int(x)) for x in (delete, sha256, wait_for_journal)]
+    proc = subprocess.run([sys.executable, "-c", CRASHER, str(shard), str(out), str(kill_after), layout, *flags])
+    assert proc.returncode == -signal.SIGKILL
+
+
+def first_checkpoint_bytes(shard, layout="llama.cpp") -> int:
+    """Tensor bytes copied when the first shard is complete in output order (the first journal entry)."""
+    shard_set = merge_module.open_local_set(shard)
+    _, tensors, _ = merge_module.output_header(shard_set, layout)
+    owner = {t.name: k for k, h in enumerate(shard_set.headers) for t in h.tensors}
+    left = [len(h.tensors) for h in shard_set.headers]
+    done = 0
+    for tensor in tensors:
+        done += tensor.n_bytes
+        left[owner[tensor.name]] -= 1
+        if not left[owner[tensor.name]]:
+            return done
+    raise AssertionError("no tensors")
 
 
 @pytest.mark.parametrize("delete", [False, True])
@@ -123,15 +156,16 @@ def test_sigkill_at_random_points_then_rerun_gives_the_same_file(make_gguf, tmp_
     clean = tmp_path / "clean.gguf"
     merge_shards(source[0], clean)
     total = read_file_header(clean).tensor_bytes
+    first = first_checkpoint_bytes(source[0])
     rng = random.Random(7 + delete)
     resumed = []
     for attempt in range(6):
         work = tmp_path / f"run{attempt}"
         shards = copy_set(source, work)
         out = work / "out.gguf"
-        kill_after = rng.randrange(1, total)
-        proc = subprocess.run([sys.executable, "-c", CRASHER, str(shards[0]), str(out), str(kill_after), str(int(delete))])
-        assert proc.returncode == -signal.SIGKILL
+        wait = not delete and attempt % 2 == 1  # half the kills land after a checkpoint was journaled
+        kill_after = rng.randrange(first + 1 if wait else 1, total)
+        crash_merge(shards[0], out, kill_after, delete=delete, wait_for_journal=wait)
         assert not out.exists(), "a killed merge must not leave a file that looks complete"
         result = merge_shards(shards[0], out, delete_shards=delete)
         assert out.read_bytes() == clean.read_bytes(), f"attempt {attempt}, killed after {kill_after} bytes"
@@ -211,3 +245,15 @@ def test_ollama_layout_is_llama_cpp_load_order_and_idempotent(make_gguf, tmp_pat
     assert greedy(out.path) == greedy(shards[0])
     again = merge_shards(out.path, tmp_path / "canon2.gguf", layout="ollama", compute_sha256=True)
     assert again.sha256 == out.sha256, "a canonical file rewrites to itself"
+
+
+def test_trailing_hasher_hashes_what_was_written_in_any_steps_and_fails_on_a_short_file(tmp_path):
+    data = random.Random(3).randbytes(3 << 20)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with TrailingHasher(path, len(data), buffer_size=1 << 16) as hasher:
+        for frontier in (0, 5, 70_000, 70_000, 2 << 20, 1_000_000):  # repeated and backward steps are ignored
+            hasher.advance(frontier)
+        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+    with TrailingHasher(path, len(data) + 10) as hasher, pytest.raises(OSError, match="ended at byte"):
+        hasher.hexdigest()

@@ -39,10 +39,12 @@ from the start, the rest at the end. A resumed merge hashes the whole output the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -368,11 +370,72 @@ def _open_sources(output: Path, journal: _Journal, out: GGUFHeader) -> _Sources:
     return _Sources(headers, tensors, remaining)
 
 
+class _Checkpointer:
+    """Makes the output durable and journals it in a worker thread, while the copy goes on.
+
+    ``request(n)`` asks for a journal saying the first ``n`` tensors are done; the worker
+    fsyncs the output (which covers every byte written before the call) and only then saves
+    that journal. Requests that pile up while an fsync runs are folded into the latest.
+    """
+
+    def __init__(self, output: Path, journal: _Journal, fd: int) -> None:
+        self._output, self._journal, self._fd = output, journal, fd
+        self._cond = threading.Condition()
+        self._pending: int | None = None
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dslocal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def request(self, done: int) -> None:
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            self._pending = done
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Wait for the requested checkpoints; raises what the worker met."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closing:
+                    self._cond.wait()
+                done, self._pending = self._pending, None
+            if done is None:
+                return
+            try:
+                os.fsync(self._fd)
+                _save_journal(self._output, dataclasses.replace(self._journal, done=done))
+            except BaseException as exc:  # handed to request() / close()
+                with self._cond:
+                    self._error = exc
+                return
+
+
 def _copy_ordered(
     output: Path, fd: int, journal: _Journal, out: GGUFHeader, sources: _Sources, frontier: _Frontier,
     progress: ProgressSink,
 ) -> None:
     """Copy the tensors from ``journal.done`` on, in output order, journaling at shard ends and every GiB."""
+    checkpoints = _Checkpointer(output, journal, fd)
+    try:
+        _copy_tensors(fd, journal, out, sources, frontier, checkpoints, progress)
+    finally:
+        checkpoints.close()
+
+
+def _copy_tensors(
+    fd: int, journal: _Journal, out: GGUFHeader, sources: _Sources, frontier: _Frontier,
+    checkpoints: _Checkpointer, progress: ProgressSink,
+) -> None:
     total_bytes = out.tensor_bytes
     done_bytes = sum(t.n_bytes for t in out.tensors[: journal.done])
     view = memoryview(bytearray(COPY_BUFFER))
@@ -402,9 +465,7 @@ def _copy_ordered(
             sources.remaining[k].discard(dst.name)
             since_checkpoint += dst.n_bytes
             if not sources.remaining[k] or since_checkpoint >= CHECKPOINT_BYTES:
-                os.fsync(fd)
-                journal.done = i + 1
-                _save_journal(output, journal)
+                checkpoints.request(i + 1)
                 since_checkpoint = 0
             if not sources.remaining[k]:
                 os.close(fds.pop(k))
