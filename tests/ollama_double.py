@@ -1113,7 +1113,9 @@ class OllamaDouble:
         if entry is not None:
             self._evict(display)
         import llama_cpp
+        from llama_load import no_repack
 
+        no_repack()
         started = time.perf_counter_ns()
         with _llama_log() as log:
             if self.load_delay:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import gguf
 import pytest
 
-from dslocal.testing.ggufgen import SPECIAL_TOKENS, ModelSpec, build_vocab, tensor_plan, write_model
+from dslocal.testing.ggufgen import SPECIAL_TOKENS, HeaderStyle, ModelSpec, build_vocab, tensor_plan, write_model
 
 llama_cpp = pytest.importorskip("llama_cpp")
+from llama_load import no_repack  # noqa: E402
+
+no_repack()  # AMX repacking crashes batched Q8_0 decoding here (tests/llama_load.py)
 
 KINDS = ("deepseek2-legacy", "deepseek2-mla", "qwen2", "llama")
 DTYPES = ("f32", "f16", "q8_0")
@@ -117,3 +120,33 @@ def test_big_models_stream_with_fast_fill(tmp_path):
     reader = gguf.GGUFReader(files[1])
     first, second = reader.tensors[0], reader.tensors[1]
     assert first.data.tobytes()[:64] != second.data.tobytes()[:64]
+
+
+def test_published_header_styles_load_and_generate_like_the_default(tmp_path):
+    """A llama-quantize-style header with imatrix keys and Llama 3.x's rope_freqs is still a real model."""
+    spec = ModelSpec.llama()
+    (plain,) = write_model(tmp_path / "plain.gguf", spec, dtype="f16")
+    (styled,) = write_model(tmp_path / "styled.gguf", spec, dtype="f16", header=HeaderStyle.quantized(rope_freqs=True))
+    reader = gguf.GGUFReader(styled)
+    keys = [f.name for f in reader.fields.values() if not f.name.startswith("GGUF.")]
+    assert keys[-6:] == [
+        "general.quantization_version", "general.file_type", "quantize.imatrix.file", "quantize.imatrix.dataset",
+        "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count",
+    ]
+    names = [t.name for t in reader.tensors]
+    assert names[:5] == ["output.weight", "output_norm.weight", "rope_freqs.weight", "token_embd.weight", "blk.0.attn_k.weight"]
+    rope = next(t for t in reader.tensors if t.name == "rope_freqs.weight")
+    assert list(rope.shape) == [spec.n_embd // spec.n_head // 2] and set(rope.data.tolist()) == {1.0}
+    assert greedy(styled) == greedy(plain)
+
+
+def test_default_header_is_convert_hf_to_gguf_order_and_options_change_it(tmp_path):
+    (default,) = write_model(tmp_path / "d.gguf", ModelSpec.qwen2())
+    keys = [f.name for f in gguf.GGUFReader(default).fields.values()]
+    i = keys.index("general.file_type")
+    assert keys[i + 1] == "general.quantization_version" and keys[i + 2] == "tokenizer.ggml.model"
+    (bare,) = write_model(tmp_path / "b.gguf", ModelSpec.qwen2(), header=HeaderStyle(file_type=False, alignment=64))
+    fields = gguf.GGUFReader(bare).fields
+    assert "general.file_type" not in fields and fields["general.alignment"].contents() == 64
+    with pytest.raises(ValueError, match="llama tensor"):
+        write_model(tmp_path / "q.gguf", ModelSpec.qwen2(), header=HeaderStyle(rope_freqs=True))
