@@ -182,8 +182,9 @@ class HubDouble:
     def push(self, folder: Path, ref: str = "main") -> str:
         """A new commit whose tree is ``folder`` (laid out as ROOT/ORG/NAME/...); ``ref`` moves to it."""
         commit = _sha1(f"commit {len(self.commits)} of {folder}")
-        self.commits[commit] = folder
-        self.refs[ref] = commit
+        # New dicts, not updates: handler threads may be iterating over the old ones.
+        self.commits = {**self.commits, commit: folder}
+        self.refs = {**self.refs, ref: commit}
         return commit
 
     def gate(self, repo: str, granted: tuple[str, ...] = ()) -> None:

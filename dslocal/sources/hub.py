@@ -8,7 +8,8 @@ bypassed.
 Hugging Face as huggingface_hub's ``snapshot_download`` does it: the revision (a branch
 or tag) is first pinned to its commit (``model_info(...).sha``), the tree is listed at that
 commit, and every file URL is ``/resolve/<commit>/<path>``, so a repository that moves
-during a multi-hour download cannot mix two commits. ModelScope as its SDK does it: the
+during a multi-hour download cannot mix two commits (a mirror that reports no commit is
+listed and read at the revision as given). ModelScope as its SDK does it: the
 listing with ``Recursive=True`` and files from ``/api/v1/models/<id>/repo?Revision=&FilePath=``
 (``modelscope/hub/file_download.py`` ``get_file_download_url``).
 """

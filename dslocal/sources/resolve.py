@@ -11,6 +11,7 @@ backoff a fixed number of times.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -24,7 +25,7 @@ import requests
 
 from dslocal.errors import NetworkError
 from dslocal.sources.http import (
-    CONNECT_TIMEOUT, RateWait, normalise_etag, raise_for_status, rate_limit_wait, same_origin,
+    CONNECT_TIMEOUT, RateWait, network_error, normalise_etag, raise_for_status, rate_limit_wait, same_origin,
 )
 from dslocal.sources.listing import RemoteFile
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 MAX_HOPS = 5  # redirects followed on the hub itself (a renamed repository) before the CDN's
 SMALL_FILE = 1 << 20  # files up to this size are asked for whole by the resolve itself
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_QUERY = re.compile(r"\?[^\s'\"()]*")
 T = TypeVar("T")
 
 
@@ -132,8 +134,12 @@ class Net:
                 last = exc.reason
                 if not exc.counted:
                     continue
+            except requests.exceptions.SSLError as exc:  # a proxy that re-signs TLS: retrying cannot help
+                raise network_error(exc, what) from None
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = str(exc)[:200] or type(exc).__name__
+                last = _QUERY.sub("?…", str(exc))[:200] or type(exc).__name__  # a signed link's query stays out
+            except requests.RequestException as exc:  # too many redirects, a bad Location: not worth retrying
+                raise network_error(exc, what) from None
             tries += 1
             if tries >= options.max_attempts:
                 raise NetworkError(f"{what} failed {tries} times ({last})",
@@ -216,6 +222,7 @@ class Resolver:
                                     response.headers.get("X-Repo-Commit"), content_total(response),
                                     response.status_code == 206, False, self._whole(response))
                 target, hop = urljoin(url, location), response.headers
+                _drain(response)
             if same_origin(target, url):  # still the hub (a renamed repository): follow it
                 url = target
                 continue
@@ -239,6 +246,8 @@ class Resolver:
         """The body when it is the whole (small) file; None otherwise (the answer is closed unread)."""
         size = self.remote.size
         if not self.small or content_total(response) != size:
+            if response.status_code == 206:
+                _drain(response)
             return None
         if response.status_code == 206 and not response.headers.get("Content-Range", "").startswith(f"bytes 0-{size - 1}/"):
             return None
@@ -255,3 +264,11 @@ class Resolver:
                              token_sent=self.token_sent and hub)
         if response.status_code not in (200, 206):
             raise RetryRequest(f"HTTP {response.status_code}")
+
+
+def _drain(response: requests.Response, limit: int = 64 << 10) -> None:
+    """Read a short body (a redirect's, one byte) so that the connection can be used again."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= limit:
+        with contextlib.suppress(requests.RequestException):
+            response.content  # noqa: B018
