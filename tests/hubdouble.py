@@ -8,7 +8,8 @@ out as ``ROOT/ORG/NAME/...`` as the first commit of every repository; :meth:`Hub
 adds commits and moves a branch.
 
 The hub (``hub.url``):
-* ``GET /api/models/ORG/NAME/revision/REV`` - ``{id, sha, gated, private, siblings}`` (``model_info``).
+* ``GET /api/models/ORG/NAME/revision/REV`` - ``{id, sha, gated, private, siblings}`` (``model_info``;
+  without ``sha`` when ``info_has_sha`` is off).
 * ``GET /api/models/ORG/NAME/tree/REV[/PATH]?recursive=&expand=`` - JSON entries
   ``{type, oid, size, path, lfs: {oid: sha256, size, pointerSize}}``, paginated by a
   ``Link: <...&cursor=N>; rel="next"`` header built from the revision asked for.
@@ -175,6 +176,7 @@ class HubDouble:
         self.link_uses: int | None = None  # requests each CDN link answers before it expires
         self._uses: dict[str, int] = {}
         self.ms_missing_as_200 = False
+        self.info_has_sha = True  # False: model_info without "sha", as a mirror might answer
         self._sha: dict[Path, str] = {}
         self._counter = itertools.count()
 
@@ -430,7 +432,10 @@ class _HubHandler(_Handler):
         repo = self.hub.commits[commit] / org / name
         siblings = [{"rfilename": e["path"]} for e in self.hub.entries(repo) if e["type"] == "file"]
         gated = "manual" if f"{org}/{name}" in self.hub.gated else False
-        self._json(200, {"id": f"{org}/{name}", "sha": commit, "private": False, "gated": gated, "siblings": siblings})
+        info = {"id": f"{org}/{name}", "sha": commit, "private": False, "gated": gated, "siblings": siblings}
+        if not self.hub.info_has_sha:
+            del info["sha"]
+        self._json(200, info)
 
     def _hf_tree(self, org: str, name: str, revision: str, sub: str, query: dict[str, list[str]]) -> None:
         hub = self.hub

@@ -108,6 +108,32 @@ def test_the_whole_download_uses_the_pinned_commit_while_main_moves(hub_root, tm
     same_as(hub_root, tmp_path / "out", [f.path for f in files])
 
 
+def test_without_a_commit_in_the_listing_the_first_resolve_pins_it(hub_root, tmp_path):
+    """A mirror whose model_info names no commit: X-Repo-Commit of the first resolve pins the rest."""
+    moved = tmp_path / "moved"
+    shutil.copytree(hub_root, moved)
+    for path in (moved / REPO).rglob("*.gguf"):
+        path.write_bytes(bytes(reversed(path.read_bytes())))
+    with run_hub(hub_root) as hub:
+        hub.info_has_sha = False
+        pinned = hub.refs["main"]
+        files = select(HubSource("hf", hub.url).list_files(REPO), ["*.gguf"])
+        assert all("/resolve/main/" in f.url and f.origin.commit is None for f in files)
+        moves = []
+
+        def move_main_once(event: Progress) -> None:
+            if not moves and event.task.startswith("file:") and event.done > 0:
+                moves.append(hub.push(moved))
+
+        options = DownloadOptions(connections=2, parallel_files=1, chunk_size=256 << 10, read_timeout=2.0, backoff=0.05)
+        report = download(files, tmp_path / "out", source="hf", options=options, progress=move_main_once)
+        revisions = [rev for rev, _ in hub.stats.resolves]
+        assert moves and revisions == ["main"] + [pinned] * (len(files) - 1)
+        assert set(hub.stats.cdn_commits) == {pinned}
+    assert {f.status for f in report.files} == {"downloaded"}
+    same_as(hub_root, tmp_path / "out", [f.path for f in files])
+
+
 def test_a_commit_sha_lists_and_downloads_that_commit(hub_root, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(hub_root, moved)

@@ -286,12 +286,13 @@ class _FileJob:
         atomic_write_bytes(state_path(self.plan.target), json.dumps(asdict(state)).encode())
 
     def _resolve(self) -> Resolved:
+        self.remote = self.net.pins.apply(self.remote)
         resolved = Resolver(self.net, self.remote).resolve()
-        origin = self.remote.origin
+        pinned = self.net.pins.learn(self.remote, resolved.commit)
         if resolved.size is not None and resolved.size != self.remote.size:
             raise self._changed(f"the server says it is {resolved.size:,} bytes, the listing said {self.remote.size:,}")
-        if origin is not None and origin.commit and resolved.commit and resolved.commit != origin.commit:
-            raise self._changed(f"the hub served commit {resolved.commit}, the download is pinned to {origin.commit}")
+        if pinned and resolved.commit and resolved.commit != pinned:
+            raise self._changed(f"the hub served commit {resolved.commit}, the download is pinned to {pinned}")
         return resolved
 
     def _changed(self, why: str) -> NetworkError:

@@ -17,9 +17,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -101,6 +101,36 @@ class RateGate:
             slept += min(left, 0.5)
 
 
+class Pins:
+    """Commits learnt from ``X-Repo-Commit`` for files listed where the hub named none (a mirror
+    without ``model_info``): the first resolve pins the rest of the download to its commit."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.commits: dict[tuple[str, str], str] = {}
+
+    def apply(self, remote: RemoteFile) -> RemoteFile:
+        """``remote`` at the pinned commit, when one was learnt and it was not pinned already."""
+        origin = remote.origin
+        if origin is None or origin.commit:
+            return remote
+        with self.lock:
+            commit = self.commits.get((origin.repo, origin.revision))
+        marker = f"/resolve/{quote(origin.revision, safe='')}/"
+        if commit is None or marker not in remote.url:
+            return remote
+        url = remote.url.replace(marker, f"/resolve/{commit}/", 1)
+        return replace(remote, url=url, origin=replace(origin, commit=commit))
+
+    def learn(self, remote: RemoteFile, commit: str | None) -> str | None:
+        """The commit the download is pinned to after this resolve said ``commit``."""
+        origin = remote.origin
+        if origin is None or origin.commit or not commit:
+            return origin.commit if origin else None
+        with self.lock:
+            return self.commits.setdefault((origin.repo, origin.revision), commit)
+
+
 @dataclass(frozen=True)
 class Net:
     """What every request of one download shares."""
@@ -110,6 +140,7 @@ class Net:
     options: DownloadOptions
     gate: RateGate
     status: Callable[[str], None]
+    pins: Pins = field(default_factory=Pins)
 
     def retrying(self, what: str, url: str, attempt: Callable[[], T]) -> T:
         """``attempt()`` until it succeeds: rate limits waited out (within the budget), other failures
