@@ -295,3 +295,35 @@ def test_a_second_pull_is_a_no_op_and_hostile_names_are_refused(env, hub_root):
         for bad in ("hf:../../etc:Q8_0", "hf:a/b/c", "hf:noslash"):
             with pytest.raises(UsageError):
                 pull(PullRequest(model=bad), load_settings(), load_profile("cpu-only-64gb"))
+
+
+@pytest.mark.parametrize("name", ["../../x", "team.x/r1", "r1:", "x" * 81, "r1:cloud"])
+def test_a_name_ollama_would_refuse_is_refused_before_any_request(env, hub_root, name, tmp_path):
+    """Protocol audit finding 12 (and the newcomer trial's A1): refused before the hours of download."""
+    with run_hub(hub_root) as hub:
+        env(hub.url)
+        for direct in ("--direct", None):
+            out = subprocess.run(
+                [sys.executable, "-m", "dslocal", "pull", MODEL, "--name", name, *([direct] if direct else [])],
+                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            assert out.returncode == 2, out.stderr
+            assert "not a valid Ollama model name" in out.stderr or "source suffix" in out.stderr
+            assert "Traceback" not in out.stderr and out.stderr.count("\n") <= 2
+        assert hub.stats.listing_requests == 0 and hub.stats.resolve_requests == 0
+    assert not (env.home / "data").exists() or not list((env.home / "data").rglob("*.gguf"))
+    assert not Path(env.store, "manifests").exists()
+
+
+def test_creates_per_tensor_progress_is_one_line_and_one_bar(env, hub_root):
+    """Protocol audit finding 11: a thousand 'validating GGUF model' events become one line and one bar."""
+    with run_hub(hub_root) as hub, run_ollama(env.store, "0.32.15") as ollama:
+        env(hub.url, ollama.url)
+        lines, events = [], []
+        pull(PullRequest(model=MODEL, smoke_test=False), load_settings(), load_profile("cpu-only-64gb"),
+             notify=lines.append, progress=events.append)
+    validating = [line for line in lines if line == "ollama: validating GGUF model"]
+    assert len(validating) == 1, lines
+    bars = [e for e in events if e.task == "validate"]
+    assert len(bars) > 10 and all(e.total == bars[0].total for e in bars)
+    assert [e.done for e in bars] == sorted(e.done for e in bars)
+    assert any(line.startswith("disk plan: needs") and "3x the model" in line for line in lines)
