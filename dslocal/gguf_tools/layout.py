@@ -100,8 +100,9 @@ def section_size(tensors: list[TensorInfo], alignment: int) -> int:
 #   comes out unreadable (llama.cpp: "tensor ... has offset X, expected Y").
 #
 # canonical_kv() departs from llama.cpp only where llama.cpp would fail: general.alignment is
-# written as 32, and a general.file_type of another integer type as a u32. The result is
-# still a fixed point of COPY, so the server's rewrite reproduces it.
+# written as 32, and a general.file_type that is not a u32 (llama.cpp refuses the file) as a
+# u32 of its value, or of llama.cpp's guess when it is not an integer. The result is still a
+# fixed point of COPY, so the server's rewrite reproduces it.
 
 CANONICAL_VERSION = 3
 CANONICAL_ALIGNMENT = 32

@@ -15,8 +15,8 @@ Two layouts:
   trailing dimensions of 1 dropped, everything aligned and padded to 32. Importing a
   file in this form makes the server's rewrite reproduce it, digest and all, so no second
   copy survives. Two departures, where llama.cpp would write an unreadable file or none:
-  ``general.alignment`` is written as 32, and a ``general.file_type`` of another integer
-  type as a u32.
+  ``general.alignment`` is written as 32, and a ``general.file_type`` that is not a u32
+  as a u32.
 
 Either way the work is crash-safe: the output is written under a hidden
 ``.NAME.partial`` name, fsynced, then renamed; a journal (``.NAME.merge.json``) records
