@@ -28,6 +28,9 @@ def test_pull_cli_then_manage_the_model(cli, dslocal_home, hub_root, tmp_path): 
         listing = json.loads(cli("ls", "--json", env=env).stdout)["data"]["models"]
         entry = next(m for m in listing if m["name"] == "r1test:latest")
         assert entry["provenance"]["repo"] == "unsloth/Test-R1-GGUF" and entry["provenance"]["files"]
+        assert entry["template"]["runs"] == "ollama", "dslocal's TEMPLATE is what runs"
+        human = cli("ls", env=env).stdout.splitlines()
+        assert human[0].split() == ["NAME", "SIZE", "TEMPLATE", "FROM"] and "ollama" in human[1]
 
         ps = json.loads(cli("ps", "--json", env=env).stdout)["data"]["models"]
         assert [m["name"] for m in ps] == ["r1test:latest"] and ps[0]["gpu_share"] == 0.0

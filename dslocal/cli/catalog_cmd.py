@@ -6,7 +6,7 @@ import click
 
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, key_values
-from dslocal.cli.planning import hw_option, load_hw, ollama_version_option
+from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, ollama_version_option
 
 
 @click.command(
@@ -28,7 +28,8 @@ def list_cmd(app: AppContext, hw: str | None, ollama_version: str | None, as_jso
     from dslocal.planner.rank import recommend
 
     profile = load_hw(app, hw)
-    verdicts = {r.variant.id: r for r in recommend(load_catalog(), profile, ollama_version)}
+    version = detect_ollama_version(app, ollama_version, hw)
+    verdicts = {r.variant.id: r for r in recommend(load_catalog(), profile, version)}
     rows = []
     for v in load_catalog():
         r = verdicts.get(v.id)
@@ -41,12 +42,14 @@ def list_cmd(app: AppContext, hw: str | None, ollama_version: str | None, as_jso
         })
 
     def human() -> None:
+        click.echo(f"{'FITS':4s}  {'ID':30s} {'ALIAS':24s} {'SIZE':>10s}  VERDICT")
         for row in rows:
-            mark = "fits" if row["fits"] else "----"
+            mark = "yes" if row["fits"] else "no"
             alias = row["aliases"][0] if row["aliases"] else ""
-            click.echo(f"{mark}  {row['id']:30s} {alias:24s} {row['size_bytes'] / 1e9:7.1f} GB  {row['verdict']}")
+            click.echo(f"{mark:4s}  {row['id']:30s} {alias:24s} {row['size_bytes'] / 1e9:7.1f} GB  {row['verdict']}")
 
-    emit("list", {"hardware": profile.origin, "variants": rows}, as_json=as_json, human=human)
+    emit("list", {"hardware": profile.origin, "ollama_version": version, "variants": rows}, as_json=as_json,
+         human=human)
 
 
 @click.command(
@@ -83,7 +86,8 @@ def show_cmd(model: str, as_json: bool) -> None:
             ("id", v.id), ("aliases", ", ".join(v.aliases)), ("model", f"{v.model} ({v.family})"),
             ("quant", v.quant), ("architecture", f"{v.architecture}, {v.block_count} blocks, context {v.context_length}"),
             ("parameters", f"{v.params_b:g}B total, {v.active_params_b:g}B active"),
-            ("size", f"{v.size_bytes / 1e9:.1f} GB ({v.size_source})"),
+            ("size", f"{v.size_bytes / 1e9:.1f} GB" + ("" if v.size_exact else
+                     " (approximate; 'dslocal plan ID --exact' reads the real headers)")),
             ("repository", f"{v.hf_repo}" + (f" (ModelScope: {v.modelscope_repo})" if v.modelscope_repo else "")),
             ("files", "\n  ".join(("", *v.paths)) if v.paths else "(list them from the hub)"),
             ("sampling", ", ".join(f"{k} {getattr(v, k)}" for k in ("temperature", "top_p", "min_p") if getattr(v, k) is not None)),

@@ -66,7 +66,7 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
         return
     facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
     profile = load_hw(app, hw)
-    ollama_version = detect_ollama_version(app, ollama_version)
+    ollama_version = detect_ollama_version(app, ollama_version, hw)
     result = plan(facts, profile, ctx=ctx, kv_type=kv_type, engine=engine, ollama_version=ollama_version,
                   num_gpu=num_gpu, variant=variant.id if variant else model)
     data = result.as_dict()
@@ -150,9 +150,11 @@ def recommend_cmd(app: AppContext, hw: str | None, ollama_version: str | None, s
     from dslocal.planner.rank import recommend, way_out
 
     profile = load_hw(app, hw)
+    ollama_version = detect_ollama_version(app, ollama_version, hw)
     ranked = recommend(load_catalog(), profile, ollama_version)
     data = {
         "hardware": profile.origin,
+        "ollama_version": ollama_version,
         "ranking": [
             {"variant": r.variant.id, "usable": r.usable, "fits": r.plan.fits, "placement": r.plan.placement,
              "decode_tokens_per_s": r.plan.decode_tokens_per_s, "quality_tier": r.variant.quality_tier,
@@ -164,9 +166,10 @@ def recommend_cmd(app: AppContext, hw: str | None, ollama_version: str | None, s
 
     def human() -> None:
         shown = ranked if show_all else ranked[:10]
+        click.echo(f"{'#':>3s}  {'VERDICT':7s} {'VARIANT':30s} WHY")
         for i, r in enumerate(shown, 1):
-            mark = "ok " if r.usable else "slow" if r.plan.fits else "no "
-            click.echo(f"{i:2d}. [{mark}] {r.variant.id:30s} {r.reason}")
+            mark = "usable" if r.usable else "slow" if r.plan.fits else "no"
+            click.echo(f"{i:2d}.  {mark:7s} {r.variant.id:30s} {r.reason}")
         if data["advice"]:
             click.echo(f"advice: {data['advice']}")
 
@@ -199,7 +202,7 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
 
     facts, variant, _ = resolve_facts(model, app.settings())
     profile = load_hw(app, hw)
-    ollama_version = detect_ollama_version(app, ollama_version)
+    ollama_version = detect_ollama_version(app, ollama_version, hw)
     result = plan(facts, profile, ctx=ctx, ollama_version=ollama_version, variant=variant.id if variant else model)
     family = load_family(variant.template if variant else _family_for(facts.architecture))
     default_from = f"./{variant.files[0]}" if variant and variant.files else model

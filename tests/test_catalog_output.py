@@ -1,0 +1,40 @@
+"""list, recommend and show as a person reads them (newcomer trial A11, B1, B2, B6)."""
+
+from __future__ import annotations
+
+import json
+
+from ollama_double import run_ollama
+
+
+def test_list_recommend_and_plan_use_the_running_servers_version(cli, dslocal_home, tmp_path):
+    with run_ollama(tmp_path / "store", "0.5.7") as ollama:
+        env = {"OLLAMA_HOST": ollama.url.removeprefix("http://")}
+        for command in (["list"], ["recommend"]):
+            data = json.loads(cli(*command, "--json", env=env).stdout)["data"]
+            assert data["ollama_version"] == "0.5.7", command
+            other = json.loads(cli(*command, "--hw", "rtx4090-64gb", "--json", env=env).stdout)["data"]
+            assert other["ollama_version"] is None, "another machine's plan does not use this machine's server"
+        plan = json.loads(cli("plan", "r1-671b-q2", "--hw", "rtx4090-64gb", "--json", env=env).stdout)["data"]
+        assert plan["ollama_version"] != "0.5.7"
+        here = json.loads(cli("plan", "r1-distill-qwen-7b", "--json", env=env).stdout)["data"]
+        assert here["ollama_version"] == "0.5.7"
+
+
+def test_tables_have_headers_and_columns_line_up(cli, dslocal_home):
+    env = {"OLLAMA_HOST": "127.0.0.1:9"}
+    listing = cli("list", "--hw", "rtx4090-64gb", env=env).stdout.splitlines()
+    assert listing[0].split()[:4] == ["FITS", "ID", "ALIAS", "SIZE"]
+    assert all(line.split()[0] in ("yes", "no") for line in listing[1:])
+    ranking = cli("recommend", "--hw", "rtx4090-64gb", "--all", env=env).stdout.splitlines()
+    header, rows = ranking[0], [r for r in ranking[1:] if r[:3].strip().rstrip(".").isdigit()]
+    column = header.index("VARIANT")
+    assert len(rows) > 10 and all(row[column - 1] == " " and row[column] != " " for row in rows), rows
+
+
+def test_show_keeps_research_notes_out_of_the_human_output(cli, dslocal_home):
+    out = cli("show", "r1-671b-q2").stdout
+    assert "Unsloth calls it" not in out and "tree listing" not in out
+    assert "approximate" in out
+    data = json.loads(cli("show", "r1-671b-q2", "--json").stdout)["data"]
+    assert data["size_source"].startswith("approx"), "the detail stays in --json"
