@@ -22,11 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from api import R1_JINJA, with_chat_template  # noqa: E402
-
-from dslocal.testing.ggufgen import ModelSpec, write_model  # noqa: E402
+from contract.api import R1_JINJA, with_chat_template
+from dslocal.testing.ggufgen import ModelSpec, write_model
 
 pytest.importorskip("llama_cpp")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import requests
-from api import blob_names, digest_of, upload
+from contract.api import blob_names, digest_of, upload
 
 
 def test_head_and_post_of_a_new_and_an_existing_blob(ollama, models):

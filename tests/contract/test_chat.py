@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import requests
-from api import MT_TEMPLATE, R1_JINJA, chat, import_files, layer, manifest
+from contract.api import MT_TEMPLATE, R1_JINJA, chat, import_files, layer, manifest
 
 from dslocal.ollama.modelfile import load_family
 from dslocal.ollama.templates import GO, JINJA, expected_use, observed_use

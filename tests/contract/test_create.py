@@ -4,7 +4,7 @@ rewrite's progress and result (protocol audit, findings 2, 3 and 11)."""
 from __future__ import annotations
 
 import pytest
-from api import MT_MODEL, ZEROS, blob_names, create, digest_of, import_files, layer, manifest, upload
+from contract.api import MT_MODEL, ZEROS, blob_names, create, digest_of, import_files, layer, manifest, upload
 
 from dslocal.gguf_tools.merge import merge_shards
 

@@ -7,7 +7,7 @@ import os
 import time
 
 import requests
-from api import MT_PARAMS, blob_names, create, digest_of, import_files, layer, manifest, manifest_path, upload
+from contract.api import MT_PARAMS, blob_names, create, digest_of, import_files, layer, manifest, manifest_path, upload
 
 HOUR = 3600
 

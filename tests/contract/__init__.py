@@ -1,0 +1,1 @@
+"""The Ollama contract suite (see conftest.py)."""
