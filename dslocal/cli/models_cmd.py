@@ -28,7 +28,7 @@ Examples:
 @json_option
 @click.pass_obj
 def ls_cmd(app: AppContext, as_json: bool) -> None:
-    """Ollama's models, with where dslocal got them from and which chat template really runs."""
+    """Ollama's models, with where dslocal got them from."""
     from dslocal.errors import DslocalError
     from dslocal.ollama.templates import observed_use
     from dslocal.pipeline import read_provenance
