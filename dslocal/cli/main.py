@@ -22,7 +22,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "pull": LazyCommand("dslocal.cli.pull_cmd:pull_cmd", "Download, verify, merge and import a DeepSeek model into Ollama, with the least disk."),
     "ollama": LazyCommand("dslocal.cli.ollama_cmd:ollama_group", "Start, stop and inspect a dslocal-managed Ollama server."),
     "ls": LazyCommand("dslocal.cli.models_cmd:ls_cmd", "Ollama's models, with where dslocal got them from."),
-    "rm": LazyCommand("dslocal.cli.models_cmd:rm_cmd", "Remove a model from Ollama (its blobs go at the server's next prune)."),
+    "rm": LazyCommand("dslocal.cli.models_cmd:rm_cmd", "Remove a model from Ollama; its blobs that no other model uses are deleted at once."),
     "ps": LazyCommand("dslocal.cli.models_cmd:ps_cmd", "Loaded models and their GPU share (size_vram / size)."),
     "tune": LazyCommand("dslocal.cli.models_cmd:tune_cmd", "Change a model's parameters; re-created cheaply from itself (no weights copied)."),
     "list": LazyCommand("dslocal.cli.catalog_cmd:list_cmd", "Every DeepSeek variant in the catalog, with its fit verdict for this machine."),
