@@ -27,7 +27,8 @@ are copied from its end backwards, and after each tensor is durably in the outpu
 (fdatasync) the shard is truncated to just before it, then deleted when only its header
 is left. The extra disk needed at any moment is one tensor, so a merge needs about the
 model's size in all, and a rerun after a crash reads what is left from the shards'
-lengths.
+lengths. The shards are taken by the place of their earliest tensor in the output (shard
+order for the llama.cpp layout), so the hash can follow sooner.
 
 Tensor data is copied by the kernel (``copy_file_range``). With ``compute_sha256`` a
 worker thread (:class:`~dslocal.gguf_tools.layout.TrailingHasher`) hashes the output
@@ -301,6 +302,15 @@ def _shrink_shard(
     return already
 
 
+def _hash_friendly_order(journal: _Journal, index: dict[str, int]) -> list[tuple[str, list[str]]]:
+    """The shards, the one holding the output's earliest tensor first, so the hash can follow soonest.
+
+    Shard order for the llama.cpp layout; the same on every run, so a rerun finds what it left.
+    """
+    pairs = list(zip(journal.shards, journal.shard_tensors))
+    return sorted(pairs, key=lambda pair: min((index[n] for n in pair[1]), default=len(index)))
+
+
 def _shrink_merge(
     output: Path, journal: _Journal, out: GGUFHeader, compute_sha256: bool, progress: ProgressSink
 ) -> tuple[str | None, int]:
@@ -318,7 +328,7 @@ def _shrink_merge(
         frontier = _Frontier(out, journal.output_size, hasher)
         fd = os.open(partial, os.O_RDWR)
         try:
-            for shard, names in zip(journal.shards, journal.shard_tensors):
+            for shard, names in _hash_friendly_order(journal, index):
                 path = Path(shard)
                 if not path.exists():
                     for name in names:
