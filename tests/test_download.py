@@ -22,7 +22,7 @@ from dslocal.sources import download as dl
 from dslocal.sources.download import DownloadOptions, download, part_path
 from dslocal.sources.http import make_session
 from dslocal.sources.hub import HubSource, ModelScopeSource
-from dslocal.sources.listing import select
+from dslocal.sources.listing import RemoteFile, safe_target, select
 from dslocal.sources.local import LocalSource, PlainHttpSource
 from dslocal.sources.select import choose, named_source
 
@@ -158,13 +158,40 @@ def test_preflight_refuses_with_numbers(hub_root, tmp_path, monkeypatch):
         assert hub.stats.file_requests == 0
 
 
+def test_a_resume_after_a_full_disk_counts_the_space_its_partial_files_hold(hub_root, tmp_path, monkeypatch):
+    """Newcomer trial A17: a .part file whose state file was lost still holds its blocks."""
+    with run_hub(hub_root) as hub:
+        files = select(HubSource("hub", hub.url).list_files(REPO), ["*.gguf"])
+        out = tmp_path / "out"
+        target = safe_target(out, files[0].path, "hub")
+        target.parent.mkdir(parents=True)
+        part = dl.part_path(target)
+        part.write_bytes(b"x" * files[0].size)  # what a disk-full crash leaves, without .part.json
+        total = sum(f.size for f in files)
+        real = shutil.disk_usage
+        free = total - files[0].size + 4096  # enough for the rest only
+        monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: real(p)._replace(free=free))
+        report = dl.download(files, out, source="hub")
+    assert {f.status for f in report.files} <= {"downloaded", "resumed"}
+    assert all(f.target.exists() for f in report.files)
+
+
+def test_preflight_shortfall_is_said_when_the_numbers_round_alike(tmp_path, monkeypatch):
+    remote = RemoteFile("a.gguf", 1_610_612_736, "0" * 64, "http://127.0.0.1:9/a.gguf")
+    plan = dl.FilePlan(remote, tmp_path / "a.gguf", False, 0)
+    real = shutil.disk_usage
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: real(p)._replace(free=remote.size - 1000))
+    with pytest.raises(DiskError, match=r"\(1000 B short\)"):
+        dl.preflight([plan], tmp_path)
+
+
 CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[4])
 from pathlib import Path
 from dslocal.sources.download import DownloadOptions, download
 from dslocal.sources.hub import HubSource
-from dslocal.sources.listing import select
+from dslocal.sources.listing import RemoteFile, safe_target, select
 hub, dest, lock_wait = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 files = select(HubSource("h", hub).list_files("unsloth/Test-R1-GGUF"), ["*.gguf"])
 options = DownloadOptions(connections=3, chunk_size=128 << 10, read_timeout=1.0, backoff=0.05, max_attempts=20,

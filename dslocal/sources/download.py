@@ -194,10 +194,18 @@ class FilePlan:
     target: Path
     verified: bool
     done_bytes: int  # already in a partial file
+    held_bytes: int = 0  # disk the partial file already holds (its chunks, or a crash's leftovers)
 
     @property
     def remaining(self) -> int:
         return 0 if self.verified else self.remote.size - self.done_bytes
+
+    @property
+    def new_disk(self) -> int:
+        """Disk still to find: the partial file's space is reused (or freed) by the resume."""
+        if self.verified:
+            return 0
+        return max(0, self.remote.size - max(self.done_bytes, self.held_bytes))
 
 
 def _load_state(target: Path, remote: RemoteFile) -> _State | None:
@@ -218,23 +226,37 @@ def plan_files(files: Sequence[RemoteFile], folder: Path, source: str) -> list[F
         verified = ledger.is_verified(remote, target)
         state = None if verified else _load_state(target, remote)
         done = sum(min(state.chunk, remote.size - i * state.chunk) for i in set(state.done)) if state else 0
-        plans.append(FilePlan(remote, target, verified, done))
+        plans.append(FilePlan(remote, target, verified, done, 0 if verified else _held(part_path(target), remote.size)))
     return plans
 
 
+def _held(part: Path, size: int) -> int:
+    """Bytes of disk a partial file holds (allocated blocks, at most the file's size)."""
+    try:
+        return min(part.stat().st_blocks * 512, size)
+    except OSError:
+        return 0
+
+
 def preflight(plans: Sequence[FilePlan], folder: Path) -> tuple[int, int]:
-    """(bytes still to fetch, free bytes); refuses with the numbers when the disk is too small."""
-    need = sum(p.remaining for p in plans)
+    """(bytes still to fetch, free bytes); refuses with the numbers when the disk is too small.
+
+    The partial files of an interrupted download already hold their space (even one whose
+    state file a crash lost), so only what they do not hold counts against the free space.
+    """
+    fetch = sum(p.remaining for p in plans)
+    need = sum(p.new_disk for p in plans)
     probe = folder
     while not probe.exists():
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need > free:
         raise DiskError(
-            f"the download needs {format_bytes(need)} more in {folder}, there is {format_bytes(free)} free",
+            f"the download needs {format_bytes(need)} more in {folder}, there is {format_bytes(free)} free "
+            f"({format_bytes(need - free)} short)",
             "free some space, or choose another folder with --dir",
         )
-    return need, free
+    return fetch, free
 
 
 # --------------------------------------------------------------------------- one file
