@@ -32,3 +32,14 @@ def format_bytes(n: int | float) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def format_rate(value: float | None) -> str:
+    """A speed as people read it, never in scientific notation: 0.29, 5.1, 35.8, 4,719."""
+    if value is None:
+        return "?"
+    if value < 1:
+        return f"{value:.2f}"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"

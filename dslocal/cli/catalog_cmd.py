@@ -28,7 +28,7 @@ def list_cmd(app: AppContext, hw: str | None, ollama_version: str | None, as_jso
     from dslocal.planner.rank import recommend
 
     profile = load_hw(app, hw)
-    version = detect_ollama_version(app, ollama_version, hw)
+    version = detect_ollama_version(app, ollama_version)
     verdicts = {r.variant.id: r for r in recommend(load_catalog(), profile, version)}
     rows = []
     for v in load_catalog():

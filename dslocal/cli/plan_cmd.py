@@ -10,7 +10,7 @@ import click
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, key_values, note
 from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, ollama_version_option
-from dslocal.units import format_bytes
+from dslocal.units import format_bytes, format_rate
 
 ctx_option = click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the largest that fits).")
 kv_option = click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
@@ -66,7 +66,7 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
         return
     facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
     profile = load_hw(app, hw)
-    ollama_version = detect_ollama_version(app, ollama_version, hw)
+    ollama_version = detect_ollama_version(app, ollama_version)
     result = plan(facts, profile, ctx=ctx, kv_type=kv_type, engine=engine, ollama_version=ollama_version,
                   num_gpu=num_gpu, variant=variant.id if variant else model)
     data = result.as_dict()
@@ -91,8 +91,8 @@ def _print_plan(d: dict[str, Any]) -> None:
         ("GPU memory", format_bytes(d["gpu_bytes"])),
         ("RAM", format_bytes(d["ram_bytes"])),
         ("weights", format_bytes(d["weights_bytes"]) + ("" if d["exact"] else " (estimated)")),
-        ("decode", f"~{d['decode_tokens_per_s']:.3g} tok/s"),
-        ("prefill", f"~{d['prefill_tokens_per_s']:.3g} tok/s"),
+        ("decode", f"~{format_rate(d['decode_tokens_per_s'])} tok/s"),
+        ("prefill", f"~{format_rate(d['prefill_tokens_per_s'])} tok/s"),
     ]
     if d["override_tensors"]:
         rows.append(("llama.cpp -ot", d["override_tensors"]))
@@ -150,7 +150,7 @@ def recommend_cmd(app: AppContext, hw: str | None, ollama_version: str | None, s
     from dslocal.planner.rank import recommend, way_out
 
     profile = load_hw(app, hw)
-    ollama_version = detect_ollama_version(app, ollama_version, hw)
+    ollama_version = detect_ollama_version(app, ollama_version)
     ranked = recommend(load_catalog(), profile, ollama_version)
     data = {
         "hardware": profile.origin,
@@ -202,7 +202,7 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
 
     facts, variant, _ = resolve_facts(model, app.settings())
     profile = load_hw(app, hw)
-    ollama_version = detect_ollama_version(app, ollama_version, hw)
+    ollama_version = detect_ollama_version(app, ollama_version)
     result = plan(facts, profile, ctx=ctx, ollama_version=ollama_version, variant=variant.id if variant else model)
     family = load_family(variant.template if variant else _family_for(facts.architecture))
     default_from = f"./{variant.files[0]}" if variant and variant.files else model

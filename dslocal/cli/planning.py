@@ -17,16 +17,10 @@ ollama_version_option = click.option(
 )
 
 
-def detect_ollama_version(app: AppContext, given: str | None, hw: str | None = None) -> str | None:
-    """The version to plan for: as given, else the local server's when one answers.
-
-    A plan for another machine (``--hw``) does not use this machine's server: the newest known
-    version applies unless ``--ollama-version`` says otherwise.
-    """
+def detect_ollama_version(app: AppContext, given: str | None) -> str | None:
+    """The version to plan for: as given, else the local server's when one answers (as every --help says)."""
     if given:
         return given
-    if hw:
-        return None
     from dslocal.ollama.client import OllamaClient
 
     client = OllamaClient(str(app.settings()["ollama_host"]), timeout=2)

@@ -9,6 +9,7 @@ from dslocal.hardware.profile import HardwareProfile
 from dslocal.planner.facts import from_variant
 from dslocal.planner.fit import Plan, plan
 from dslocal.planner.memory import GIB
+from dslocal.units import format_rate
 
 USABLE_TOKENS_PER_S = 5.0  # a reasoning model thinks for hundreds of tokens: slower is a poor experience
 
@@ -38,7 +39,7 @@ def describe(variant: Variant, p: Plan) -> str:
             f"partial offload of {max(p.gpu_layers - 1, 0)} layers"
         ),
     }[p.placement]
-    return f"{name}: {p.decode_tokens_per_s:.3g} tok/s, {where}, context {p.num_ctx}"
+    return f"{name}: {format_rate(p.decode_tokens_per_s)} tok/s, {where}, context {p.num_ctx}"
 
 
 def _key(item: Ranked) -> tuple:
