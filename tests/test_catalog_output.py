@@ -50,3 +50,17 @@ def test_speeds_are_never_in_scientific_notation(cli, dslocal_home):
                  ["list", "--hw", "2xh100-512gb"]):
         out = cli(*args, env=env).stdout
         assert not re.search(r"\d[eE][+-]\d", out), (args, out)
+
+
+def test_cluster_plans_follow_the_model_and_the_machine(cli, dslocal_home):
+    """Newcomer trial A8: the FP8 plan used a made-up 8 x H100 node, and --cluster planned any model."""
+    env = {"OLLAMA_HOST": "127.0.0.1:9"}
+    node = json.loads(cli("plan", "r1-671b-fp8", "--hw", "8xh20-2tb", "--json", env=env).stdout)["data"]
+    assert (node["nodes"], node["gpus_per_node"], node["gpu"], node["fits"]) == (1, 8, "H20", False)
+    assert node["sglang"] == [] and node["vllm"] == [], "no launch commands for a cluster that cannot hold it"
+    two = json.loads(cli("plan", "r1-671b-fp8", "--cluster", "2x8xH20", "--json", env=env).stdout)["data"]
+    assert two["fits"] and all("--model-path deepseek-ai/DeepSeek-R1 " in c for c in two["sglang"])
+    wrong = cli("plan", "r1-distill-qwen-7b", "--cluster", "2x8xH20", env=env)
+    assert wrong.returncode == 2 and "not one" in wrong.stderr and "Traceback" not in wrong.stderr
+    nogpu = cli("plan", "r1-671b-fp8", "--hw", "cpu-only-32gb", env=env)
+    assert nogpu.returncode == 2 and "--cluster" in nogpu.stderr

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from dslocal.cli.context import AppContext
+from dslocal.errors import UsageError
 from dslocal.cli.output import emit, json_option, key_values, note
 from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, ollama_version_option
 from dslocal.units import format_bytes, format_rate
@@ -62,7 +63,12 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
 
     variant = load_catalog().find(model)
     if cluster or (variant is not None and variant.multi_node):
-        _cluster(variant.id if variant else model, cluster or "1 node x 8 H100", cluster_plan, parse_cluster, as_json)
+        if variant is None or not variant.multi_node:
+            originals = ", ".join(v.id for v in load_catalog() if v.multi_node)
+            raise UsageError(f"--cluster plans the multi-node FP8 originals ({originals}); {model} is not one",
+                             f"plan it without --cluster: dslocal plan {model}")
+        spec_text = cluster or _node_of(load_hw(app, hw))
+        _cluster(variant, spec_text, cluster_plan, parse_cluster, as_json)
         return
     facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
     profile = load_hw(app, hw)
@@ -106,24 +112,38 @@ def _print_plan(d: dict[str, Any]) -> None:
             click.echo(f"  {alt['variant']:32s} {alt['reason']}")
 
 
-def _cluster(name: str, spec_text: str, cluster_plan, parse_cluster, as_json: bool) -> None:
+def _node_of(profile) -> str:
+    """The cluster spec of one machine: its GPUs, when dslocal knows their kind."""
+    from dslocal.planner.cluster import GPU_MEMORY_GB
+
+    names = [g.name.upper() for g in profile.gpus]
+    for kind in sorted(GPU_MEMORY_GB, key=len, reverse=True):
+        if names and all(kind in name for name in names):
+            return f"1 node x {len(names)} {kind}"
+    raise UsageError("the FP8 original needs a GPU cluster, and this machine's GPUs are not one dslocal can plan for",
+                     "give the cluster: --cluster '2 nodes x 8 H20' (or --hw a saved profile of one node)")
+
+
+def _cluster(variant, spec_text: str, cluster_plan, parse_cluster, as_json: bool) -> None:
     spec = parse_cluster(spec_text)
-    result = cluster_plan(spec)
+    result = cluster_plan(spec, model=variant.hf_repo)
     data = {
-        "variant": name, "fits": result.fits, "placement": "multi-node", "nodes": spec.nodes,
-        "gpus_per_node": spec.gpus_per_node, "gpu": spec.gpu, "total_gpu_bytes": spec.total_bytes,
-        "tensor_parallel": result.tensor_parallel, "sglang": list(result.sglang), "vllm": list(result.vllm),
-        "notes": list(result.notes),
+        "variant": variant.id, "model_path": variant.hf_repo, "fits": result.fits, "placement": "multi-node",
+        "nodes": spec.nodes, "gpus_per_node": spec.gpus_per_node, "gpu": spec.gpu, "total_gpu_bytes": spec.total_bytes,
+        "tensor_parallel": result.tensor_parallel, "sglang": list(result.sglang) if result.fits else [],
+        "vllm": list(result.vllm) if result.fits else [], "notes": list(result.notes),
     }
 
     def human() -> None:
-        click.echo(f"{name} on {spec.nodes} x {spec.gpus_per_node} {spec.gpu}: {'fits' if result.fits else 'does not fit'}")
-        click.echo("SGLang (one command per node):")
-        for rank, command in enumerate(result.sglang):
-            click.echo(f"  node {rank}: {command}")
-        click.echo("vLLM (Ray):")
-        for command in result.vllm:
-            click.echo(f"  {command}")
+        click.echo(f"{variant.id} on {spec.nodes} x {spec.gpus_per_node} {spec.gpu}: "
+                   f"{'fits' if result.fits else 'does not fit'}")
+        if result.fits:
+            click.echo("SGLang (one command per node):")
+            for rank, command in enumerate(result.sglang):
+                click.echo(f"  node {rank}: {command}")
+            click.echo("vLLM (Ray):")
+            for command in result.vllm:
+                click.echo(f"  {command}")
         for line in result.notes:
             click.echo(f"note: {line}")
 
