@@ -72,15 +72,45 @@ def test_old_ollama_counts_layers_and_refuses_when_ram_is_short():
     assert gpu.placement == "gpu" and gpu.num_gpu == 62
 
 
-def test_context_is_the_largest_that_fits_and_capped():
+def test_default_context_keeps_placement_and_speed_and_says_how_far_it_goes():
+    """Newcomer trial A3 and C1: not the largest context memory allows, but one that costs nothing."""
     p = plan(facts("r1-distill-qwen-7b"), load_profile("2xh100-512gb"))
-    assert p.num_ctx == 131072 and p.placement == "gpu"
+    assert p.num_ctx == 16384 and p.placement == "gpu"
+    assert "up to 131072" in p.notes[0]
     capped = plan(facts("r1-distill-qwen-7b"), load_profile("2xh100-512gb"), ctx=10**6)
     assert capped.num_ctx == 131072 and any("capped" in n for n in capped.notes)
     tight = plan(facts("r1-distill-qwen-32b"), load_profile("rtx4090-64gb"))
-    assert tight.placement == "gpu" and 4096 <= tight.num_ctx < 131072
-    more = plan(facts("r1-distill-qwen-32b"), load_profile("rtx4090-64gb"), ctx=tight.num_ctx + 8192)
-    assert more.placement == "partial", "a longer context than planned pushes layers off the GPU"
+    assert tight.placement == "gpu" and 4096 <= tight.num_ctx <= 16384
+    longest = int(tight.notes[0].split("up to ")[1].split()[0]) if "up to" in tight.notes[0] else tight.num_ctx
+    more = plan(facts("r1-distill-qwen-32b"), load_profile("rtx4090-64gb"), ctx=longest + 8192)
+    assert more.placement == "partial", "a longer context than the note allows pushes layers off the GPU"
+    # Legacy R1 on a 24 GB GPU: the old default (13056) was slower than 4096 on the same machine.
+    r1 = plan(facts("r1-671b-iq1s"), load_profile("rtx4090-64gb"))
+    at_4096 = plan(facts("r1-671b-iq1s"), load_profile("rtx4090-64gb"), ctx=4096)
+    assert r1.decode_tokens_per_s >= at_4096.decode_tokens_per_s and r1.num_ctx in (4096, 8192, 16384)
+    for key in ("r1-671b-iq1s", "r1-distill-qwen-7b", "r1-distill-llama-70b"):
+        for preset in ("rtx4090-64gb", "rtx4090-128gb", "cpu-only-32gb", "mac-m2-ultra-192gb"):
+            chosen = plan(facts(key), load_profile(preset))
+            base = plan(facts(key), load_profile(preset), ctx=4096)
+            if base.placement != "none":
+                assert chosen.num_ctx in (4096, 8192, 16384), (key, preset, chosen.num_ctx)
+                assert chosen.decode_tokens_per_s >= 0.95 * base.decode_tokens_per_s, (key, preset)
+
+
+def test_a_small_machine_gets_a_context_below_4096_rather_than_nothing():
+    """Newcomer trial B14: the planner never tried a context below 4096."""
+    import dataclasses
+
+    small = load_profile("cpu-only-32gb")
+    for ram in range(1 << 30, 4 << 30, 64 << 20):
+        tiny = dataclasses.replace(small, memory=dataclasses.replace(small.memory, available_bytes=ram))
+        at_4096 = plan(facts("r1-distill-qwen-1.5b"), tiny, ctx=4096)
+        if at_4096.placement == "none":
+            chosen = plan(facts("r1-distill-qwen-1.5b"), tiny)
+            if chosen.placement != "none":
+                assert chosen.num_ctx < 4096
+                return
+    raise AssertionError("no memory size where 4096 fails and a shorter context runs")
 
 
 def test_moe_decode_reads_only_active_experts():

@@ -9,7 +9,7 @@ KV cache on the GPU and moves routed experts to system memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dslocal.hardware.profile import Gpu, HardwareProfile
@@ -29,7 +29,6 @@ from dslocal.planner.memory import (
 
 OLLAMA_AUTO_FIT = (0, 30, 0)
 LATEST_OLLAMA = (0, 32, 15)
-RANK = {"gpu": 4, "partial": 3, "cpu": 2, "mmap": 1, "none": 0}
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -219,12 +218,6 @@ def _layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel
     return _finalize(best, facts, profile, mmap_ok=True, swap_counts=False)
 
 
-def _quality(layout: _Layout) -> tuple[int, int, int]:
-    """Better placement, then more weights on GPUs; when streaming from disk, more RAM left for the page cache."""
-    streaming = -(layout.ram_needed - layout.cpu_weights) if layout.placement == "mmap" else 0
-    return RANK[layout.placement], layout.gpu_weights, streaming
-
-
 def _unsloth_offload(facts: ModelFacts, gpus: list[Gpu]) -> int | None:
     """Unsloth's rule of thumb: floor(VRAM_GB / FileSize_GB x n_layers - 4), sizes in GiB."""
     if facts.architecture != "deepseek2" or not gpus:
@@ -241,11 +234,64 @@ def _ot_pattern(first_cpu: int | None, n_layer: int) -> str:
     return rf"blk\.({blocks})\.ffn_.*_exps\.=CPU"
 
 
-def plan(
+DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384)  # what a default num_ctx may be; R1 reasoning wants ~8K+
+SPEED_KEPT = 0.95  # a longer default context must keep the placement and this share of the speed
+KV_SHARE = 0.25  # ... and its KV cache may take at most this share of the machine's memory
+
+
+def plan(facts: ModelFacts, profile: HardwareProfile, *, ctx: int | None = None, **options: Any) -> Plan:
+    """The plan at ``ctx``, or at the default context when none is given.
+
+    The default is the longest of 4096, 8192 and 16384 tokens (capped at the model's own
+    context) whose plan keeps the placement, the GPU layers and the speed reached at 4096,
+    with a KV cache of at most a quarter of the machine's memory; below 4096 only when 4096
+    cannot run. Memory that a longer context would take is not worth a slower or
+    worse placement (newcomer trial A3, C1); how far the context can go is said in a note.
+    """
+    if ctx is not None:
+        return _plan_at(facts, profile, ctx, **options)
+    trained = facts.context_length
+    sizes = sorted({min(c, trained) for c in DEFAULT_CONTEXTS})
+    plans = {c: _plan_at(facts, profile, c, **options) for c in sizes}
+    base = min(4096, trained)
+    runnable = [c for c in sizes if plans[c].placement != "none"]
+    ref = plans[base] if base in runnable else plans[max((c for c in runnable if c < base), default=base)]
+    memory = profile.memory.available_bytes + sum(g.memory_total_bytes or 0 for g in profile.gpus)
+    chosen = ref
+    for size in sizes:
+        if size > ref.num_ctx and _keeps(plans[size], ref) and plans[size].kv_cache_bytes <= KV_SHARE * memory:
+            chosen = plans[size]
+    if chosen.placement == "none":
+        return chosen
+    longest = _longest_keeping(facts, profile, chosen, options)
+    note = f"num_ctx {chosen.num_ctx} by default (the model's own is {trained})"
+    if longest > chosen.num_ctx:
+        note += f"; up to {longest} keeps this placement and speed: pass --ctx for longer conversations"
+    return replace(chosen, notes=(note, *chosen.notes))
+
+
+def _keeps(candidate: Plan, ref: Plan) -> bool:
+    return (candidate.placement == ref.placement and candidate.gpu_layers >= ref.gpu_layers
+            and candidate.decode_tokens_per_s >= SPEED_KEPT * ref.decode_tokens_per_s)
+
+
+def _longest_keeping(facts: ModelFacts, profile: HardwareProfile, chosen: Plan, options: dict[str, Any]) -> int:
+    """The longest context (in steps of 256) whose plan keeps ``chosen``'s placement and speed."""
+    lo, hi = chosen.num_ctx // 256, facts.context_length // 256
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _keeps(_plan_at(facts, profile, mid * 256, **options), chosen):
+            lo = mid
+        else:
+            hi = mid - 1
+    return max(lo * 256, chosen.num_ctx)
+
+
+def _plan_at(
     facts: ModelFacts,
     profile: HardwareProfile,
+    ctx: int,
     *,
-    ctx: int | None = None,
     kv_type: str = "f16",
     engine: str = "ollama",
     ollama_version: str | None = None,
@@ -265,28 +311,10 @@ def plan(
         notes.append(f"{g.name}: not used ({verdict(g).reason})" + (f"; {verdict(g).advisory}" if verdict(g).advisory else ""))
 
     trained = facts.context_length
-    base_ctx = min(4096, trained)
-
-    def at(n: int) -> _Layout:
-        return _layout(facts, gpus, n, kv_type, parallel, flash, profile, engine, version)
-
-    if ctx is not None:
-        if ctx > trained:
-            notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
-        num_ctx = min(ctx, trained)
-        layout = at(num_ctx)
-    else:
-        base = at(base_ctx)
-        lo, hi = base_ctx // 256, (trained // 256 if base.placement != "none" else base_ctx // 256)
-        while lo < hi:  # the largest context that keeps the placement reached at base_ctx
-            mid = (lo + hi + 1) // 2
-            if _quality(at(mid * 256)) >= _quality(base):
-                lo = mid
-            else:
-                hi = mid - 1
-        num_ctx = max(lo * 256, base_ctx)
-        layout = at(num_ctx)
-        notes.append(f"num_ctx {num_ctx}: the largest context that keeps this placement (the model's own is {trained})")
+    if ctx > trained:
+        notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
+    num_ctx = min(ctx, trained)
+    layout = _layout(facts, gpus, num_ctx, kv_type, parallel, flash, profile, engine, version)
 
     kv_total = kv_cache_bytes(facts, num_ctx, kv_type, parallel)
     kv_token = kv_bytes_per_token(facts, kv_type)
