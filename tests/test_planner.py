@@ -198,3 +198,26 @@ def test_plan_uses_the_running_servers_version(cli, dslocal_home, tmp_path):
         env = {"OLLAMA_HOST": ollama.url.removeprefix("http://")}
         data = json.loads(cli("plan", "r1-671b-iq1s", "--hw", "2xh100-512gb", "--json", env=env).stdout)["data"]
     assert data["ollama_version"] == "0.6.0" and data["num_gpu"] == 62
+
+
+def test_a_pinned_num_gpu_is_what_the_plan_places():
+    """Newcomer trial A10: --num-gpu changed nothing but its own line."""
+    f = facts("r1-671b-iq1s")
+    free = plan(f, load_profile("2xrtx4090-256gb"), ctx=8192)
+    none = plan(f, load_profile("2xrtx4090-256gb"), ctx=8192, num_gpu=0)
+    some = plan(f, load_profile("2xrtx4090-256gb"), ctx=8192, num_gpu=10)
+    assert (none.gpu_layers, none.num_gpu, none.gpu_bytes) == (0, 0, 0)
+    assert some.gpu_layers == 10 and sum(g.layers for g in some.gpus) == 10
+    assert free.gpu_layers == 62 and none.ram_bytes > some.ram_bytes > free.ram_bytes
+    assert "-ngl 0 " in none.llama_cpp_args and "-ot" not in none.llama_cpp_args
+
+
+def test_layers_are_split_across_gpus_by_their_memory():
+    """Newcomer trial A12: everything was booked on GPU 0."""
+    for key, ctx in (("r1-distill-llama-70b", 4096), ("r1-671b-iq1s", 8192)):
+        p = plan(facts(key), load_profile("2xh100-512gb"), ctx=ctx)
+        layers = [g.layers for g in p.gpus]
+        assert len(layers) == 2 and abs(layers[0] - layers[1]) <= 1, (key, layers)
+        # The budget leaves out the compute buffer, which GPU 0 holds.
+        assert all(g.used_bytes - (p.compute_bytes if i == 0 else 0) <= g.budget_bytes
+                   for i, g in enumerate(p.gpus)), (key, p.gpus)

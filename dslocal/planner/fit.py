@@ -124,35 +124,45 @@ def _ram_available(profile: HardwareProfile, gpu_weights_on_unified: int) -> int
     return max(profile.memory.available_bytes - reserve - gpu_weights_on_unified, 0)
 
 
+def _split(n: int, budgets: list[int]) -> list[int]:
+    """How llama.cpp splits ``n`` layers over GPUs: in proportion to their free memory (tensor_split)."""
+    total = sum(budgets) or 1
+    bounds = [round(n * sum(budgets[: i + 1]) / total) for i in range(len(budgets))]
+    return [b - (bounds[i - 1] if i else 0) for i, b in enumerate(bounds)]
+
+
 def _layers_layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel: int,
-                   flash: bool, profile: HardwareProfile) -> _Layout:
+                   flash: bool, profile: HardwareProfile, max_layers: int | None = None) -> _Layout:
+    """The output layer and the last blocks on the GPUs, split across them in proportion to their memory,
+    as many as fit (or ``max_layers``, a pinned num_gpu)."""
     kv_layer = int(kv_bytes_per_token_layer(facts, kv_type) * padded_ctx(ctx) * parallel)
     compute = compute_buffer_bytes(facts, ctx, flash)
     budgets = _budgets(gpus, compute)
-    left = list(budgets)
-    counts = [0] * len(gpus)
     items = [(facts.output_bytes, 0)] + [(facts.block_bytes[i], kv_layer) for i in reversed(range(facts.block_count))]
-    g = placed = gpu_weights = gpu_kv = 0
-    for weights, kv in items:
-        while g < len(gpus) and weights + kv > left[g]:
-            g += 1
-        if g >= len(gpus):
+    limit = len(items) if max_layers is None else min(max_layers, len(items))
+    counts, used = [0] * len(gpus), [0] * len(gpus)
+    for n in range(limit if gpus else 0, 0, -1):
+        counts, used, start = _split(n, budgets), [0] * len(gpus), 0
+        for g, count in enumerate(counts):
+            used[g] = sum(w + kv for w, kv in items[start:start + count])
+            start += count
+        if all(u <= b for u, b in zip(used, budgets)):
             break
-        left[g] -= weights + kv
-        counts[g] += 1
-        placed += 1
-        gpu_weights += weights
-        gpu_kv += kv
+    else:
+        counts, used = [0] * len(gpus), [0] * len(gpus)
+    placed = sum(counts)
+    gpu_weights = sum(w for w, _ in items[:placed])
+    gpu_kv = sum(kv for _, kv in items[:placed])
     n_blocks_gpu = max(placed - 1, 0)
     cpu_weights = facts.weight_bytes - gpu_weights
     cpu_kv = kv_layer * (facts.block_count - n_blocks_gpu)
     cpu_compute = compute if placed == 0 else compute // 4
-    unified = sum(budgets[i] - left[i] for i, gpu in enumerate(gpus) if gpu.unified_memory)
+    unified = sum(used[i] for i, gpu in enumerate(gpus) if gpu.unified_memory)
     ram_needed = cpu_weights + cpu_kv + cpu_compute
     placement = "gpu" if placed == facts.block_count + 1 else "partial" if placed else "cpu"
     return _Layout(
         placement, gpu_weights, gpu_kv, placed,
-        [b - lft + (compute if i == 0 else 0) for i, (b, lft) in enumerate(zip(budgets, left)) if counts[i]],
+        [u + (compute if i == 0 else 0) for i, u in enumerate(used) if counts[i]],
         counts, cpu_weights, cpu_kv, compute, None, ram_needed,
         ram_needed <= _ram_available(profile, unified), [],
     )
@@ -182,9 +192,14 @@ def _experts_layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, 
     ram_needed = cpu_weights + compute // 4
     unified = gpu_weights + kv_total if any(g.unified_memory for g in gpus) else 0
     placement = "gpu" if first_cpu >= facts.block_count else "partial"
+    budgets = _budgets(gpus, compute)
+    counts = _split(facts.block_count + 1, budgets)
+    on_gpus = gpu_weights + kv_total
+    total = sum(budgets) or 1
+    used = [on_gpus * b // total + (compute if i == 0 else 0) for i, b in enumerate(budgets)]
     return _Layout(
-        placement, gpu_weights, kv_total, facts.block_count + 1, [gpu_weights + kv_total + compute],
-        [facts.block_count + 1], cpu_weights, 0, compute, first_cpu if first_cpu < facts.block_count else None,
+        placement, gpu_weights, kv_total, facts.block_count + 1, [u for u, c in zip(used, counts) if c],
+        counts, cpu_weights, 0, compute, first_cpu if first_cpu < facts.block_count else None,
         ram_needed, ram_needed <= _ram_available(profile, unified), [],
     )
 
@@ -207,11 +222,11 @@ def _finalize(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, mmap
 
 
 def _layout(facts: ModelFacts, gpus: list[Gpu], ctx: int, kv_type: str, parallel: int, flash: bool,
-            profile: HardwareProfile, engine: str, version: tuple[int, int, int]) -> _Layout:
+            profile: HardwareProfile, engine: str, version: tuple[int, int, int], num_gpu: int | None = None) -> _Layout:
     old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
-    layers = _layers_layout(facts, gpus, ctx, kv_type, parallel, flash, profile)
-    if old_ollama:
-        return _finalize(layers, facts, profile, mmap_ok=False, swap_counts=True)
+    layers = _layers_layout(facts, gpus, ctx, kv_type, parallel, flash, profile, max_layers=num_gpu)
+    if old_ollama or num_gpu is not None:  # whole layers: old Ollama's own rule, or a pinned num_gpu (-ngl N)
+        return _finalize(layers, facts, profile, mmap_ok=not old_ollama, swap_counts=old_ollama)
     experts = _experts_layout(facts, gpus, ctx, kv_type, parallel, flash, profile)
     # MoE: attention + KV on the GPUs and routed experts in RAM reads far fewer bytes from RAM per token.
     best = experts if layers.placement != "gpu" and experts is not None else layers
@@ -314,7 +329,7 @@ def _plan_at(
     if ctx > trained:
         notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
     num_ctx = min(ctx, trained)
-    layout = _layout(facts, gpus, num_ctx, kv_type, parallel, flash, profile, engine, version)
+    layout = _layout(facts, gpus, num_ctx, kv_type, parallel, flash, profile, engine, version, num_gpu)
 
     kv_total = kv_cache_bytes(facts, num_ctx, kv_type, parallel)
     kv_token = kv_bytes_per_token(facts, kv_type)
