@@ -64,3 +64,20 @@ def test_cluster_plans_follow_the_model_and_the_machine(cli, dslocal_home):
     assert wrong.returncode == 2 and "not one" in wrong.stderr and "Traceback" not in wrong.stderr
     nogpu = cli("plan", "r1-671b-fp8", "--hw", "cpu-only-32gb", env=env)
     assert nogpu.returncode == 2 and "--cluster" in nogpu.stderr
+
+
+def test_plan_output_in_plain_words_and_a_short_exact_ot_pattern(cli, dslocal_home):
+    """Newcomer trial B5: jargon, a paragraph for num_gpu, a 43-number regex printed twice."""
+    import re
+
+    from dslocal.planner.fit import number_range_regex
+
+    for first, last in ((0, 60), (9, 60), (3, 7), (58, 60), (95, 112)):
+        pattern = re.compile(rf"blk\.({number_range_regex(first, last)})\.ffn_up_exps\.weight")
+        assert [n for n in range(130) if pattern.fullmatch(f"blk.{n}.ffn_up_exps.weight")] == list(range(first, last + 1))
+    out = cli("plan", "r1-0528-iq1s", "--hw", "rtx4090-64gb", env={"OLLAMA_HOST": "127.0.0.1:9"}).stdout
+    assert "(mmap)" not in out.splitlines()[0] and "streaming weights from disk" in out.splitlines()[0]
+    assert out.count("ffn_.*_exps") == 1 and 'blk\\.(9|[1-5][0-9]|60)\\.' in out
+    assert max(len(line) for line in out.splitlines() if line.startswith("num_gpu")) < 80
+    nogpu = cli("plan", "r1-671b-q4", "--hw", "cpu-only-32gb", env={"OLLAMA_HOST": "127.0.0.1:9"}).stdout
+    assert "beyond the GPUs" not in nogpu

@@ -82,12 +82,29 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
     emit("plan", data, as_json=as_json, human=lambda: _print_plan(data))
 
 
+PLACEMENTS = {
+    "gpu": "fits: fully on the GPU",
+    "partial": "fits: part on the GPU, the rest in RAM",
+    "cpu": "fits: on the CPU, in RAM",
+    "mmap": "does not fit in memory: it would run only by streaming weights from disk",
+    "none": "does not fit: it cannot load here",
+}
+
+
+def _verdict(d: dict[str, Any]) -> str:
+    if d["placement"] == "partial" and d["override_tensors"]:
+        return "fits: attention and KV cache on the GPU, routed experts in RAM"
+    if d["placement"] == "gpu" and not d["gpu_layers"]:
+        return PLACEMENTS["cpu"]
+    return PLACEMENTS.get(d["placement"], d["placement"])
+
+
 def _print_plan(d: dict[str, Any]) -> None:
-    verdict = "fits" if d["fits"] else "does not fit"
-    click.echo(f"{d['variant']} on {d['hardware']}: {verdict} ({d['placement']})")
+    click.echo(f"{d['variant']} on {d['hardware']}: {_verdict(d)}")
+    num_gpu = str(d["num_gpu"]) if d["num_gpu"] is not None else "unset (Ollama places the layers itself)"
     rows = [
         ("engine", f"{d['engine']} {d['ollama_version'] or ''}".strip()),
-        ("num_gpu", f"{d['num_gpu'] if d['num_gpu'] is not None else 'unset'} ({d['num_gpu_reason']})"),
+        ("num_gpu", num_gpu),
         ("layers on GPU", f"{d['gpu_layers']} of {d['total_layers']}"),
         ("num_ctx", str(d["num_ctx"])),
         ("num_thread", str(d["num_thread"])),
@@ -99,10 +116,8 @@ def _print_plan(d: dict[str, Any]) -> None:
         ("weights", format_bytes(d["weights_bytes"]) + ("" if d["exact"] else " (estimated)")),
         ("decode", f"~{format_rate(d['decode_tokens_per_s'])} tok/s"),
         ("prefill", f"~{format_rate(d['prefill_tokens_per_s'])} tok/s"),
+        ("llama.cpp args", d["llama_cpp_args"]),
     ]
-    if d["override_tensors"]:
-        rows.append(("llama.cpp -ot", d["override_tensors"]))
-    rows.append(("llama.cpp args", d["llama_cpp_args"]))
     key_values(rows)
     for line in d["notes"]:
         click.echo(f"note: {line}")

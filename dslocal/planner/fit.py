@@ -242,11 +242,34 @@ def _unsloth_offload(facts: ModelFacts, gpus: list[Gpu]) -> int | None:
     return max(int(vram / size * facts.block_count - 4), 0)
 
 
+def _digits(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}-{hi}]"
+
+
+def number_range_regex(first: int, last: int) -> str:
+    """An alternation matching exactly the whole numbers first..last (both >= 0), decade by decade:
+    9..60 -> ``9|[1-5][0-9]|60``."""
+    parts, n = [], first
+    while n <= last:
+        tens, unit = divmod(n, 10)
+        if unit or n + 9 > last:  # part of a decade
+            stop = min(tens * 10 + 9, last)
+            parts.append((str(tens) if tens else "") + _digits(unit, stop % 10))
+            n = stop + 1
+        elif 1 <= tens <= 9:  # whole two-digit decades: one class for their tens
+            top = min(9, (last + 1) // 10 - 1)
+            parts.append(_digits(tens, top) + "[0-9]")
+            n = (top + 1) * 10
+        else:  # 0-9, or a whole decade of a larger number
+            parts.append((str(tens) if tens else "") + "[0-9]")
+            n += 10
+    return "|".join(parts)
+
+
 def _ot_pattern(first_cpu: int | None, n_layer: int) -> str:
     if first_cpu is None or first_cpu <= 0:
         return r".ffn_.*_exps.=CPU"
-    blocks = "|".join(str(i) for i in range(first_cpu, n_layer))
-    return rf"blk\.({blocks})\.ffn_.*_exps\.=CPU"
+    return rf"blk\.({number_range_regex(first_cpu, n_layer - 1)})\.ffn_.*_exps\.=CPU"
 
 
 DEFAULT_CONTEXTS = (1024, 2048, 4096, 8192, 16384)  # what a default num_ctx may be; R1 reasoning wants ~8K+
@@ -423,7 +446,10 @@ def _plan_at(
             "does not fit: " + (
                 f"Ollama {'.'.join(map(str, version))} refuses when the CPU share ({layout.ram_needed / GIB:.0f} GiB) "
                 "exceeds free RAM + swap" if old_ollama else
-                f"needs {layout.ram_needed / GIB:.0f} GiB of RAM beyond the GPUs for the cache and buffers"
+                f"needs {layout.ram_needed / GIB:.0f} GiB of RAM for "
+                f"{'the weights, ' if layout.cpu_weights else ''}the KV cache "
+                f"({kv_total / GIB:.0f} GiB at {num_ctx} tokens) and buffers"
+                f"{' beyond what the GPUs hold' if gpus else ''}; {_ram_available(profile, 0) / GIB:.0f} GiB is free"
             )
         )
     ngl = "999" if pinned == 999 else str(layout.gpu_layers)
