@@ -85,3 +85,17 @@ def test_plan_exact_reads_the_real_headers_and_checks_the_catalog(cli, dslocal_h
         again = cli("plan", "r1-671b-iq1s", "--exact", "--json", "--hw", "rtx4090-64gb", env=env)
         assert json.loads(again.stdout)["data"]["exact"]
         assert hub.stats.body_bytes == sent, "the second plan reads the headers from the ETag cache"
+
+
+def test_ollama_library_names_point_at_the_catalog():
+    """Newcomer trial B8: 'deepseek-r1:7b' got no suggestion."""
+    import pytest
+
+    from dslocal.catalog.catalog import OLLAMA_LIBRARY
+    from dslocal.errors import NotFoundError
+
+    catalog = load_catalog()
+    assert all(catalog.find(v) is not None for v in OLLAMA_LIBRARY.values())
+    with pytest.raises(NotFoundError) as info:
+        catalog.get("deepseek-r1:7b")
+    assert "Ollama's library name" in info.value.message and "r1-distill-qwen-7b" in info.value.hint

@@ -73,6 +73,16 @@ class Variant:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
 
+# Ollama library tags people type (facts file, section 7), and the closest catalog variant: the same
+# model at Q4_K_M for the distills; for 671b the library's Q4_K_M against Unsloth's dynamic 4-bit.
+OLLAMA_LIBRARY = {
+    "deepseek-r1:1.5b": "r1-distill-qwen-1.5b", "deepseek-r1:7b": "r1-distill-qwen-7b",
+    "deepseek-r1:8b": "r1-0528-qwen3-8b", "deepseek-r1:8b-llama-distill-q4_k_m": "r1-distill-llama-8b",
+    "deepseek-r1:14b": "r1-distill-qwen-14b", "deepseek-r1:32b": "r1-distill-qwen-32b",
+    "deepseek-r1:70b": "r1-distill-llama-70b", "deepseek-r1:671b": "r1-671b-q4", "deepseek-v3:671b": "v3-q4",
+}
+
+
 class Catalog:
     def __init__(self, variants: list[Variant]) -> None:
         self.variants = variants
@@ -92,6 +102,10 @@ class Catalog:
     def get(self, name: str) -> Variant:
         variant = self.find(name)
         if variant is None:
+            library = OLLAMA_LIBRARY.get(name.strip().lower().removesuffix(":latest"))
+            if library and library in self._by_name:
+                raise NotFoundError(f"{name!r} is Ollama's library name, not a dslocal catalog id",
+                                    f"the closest here is {library}: dslocal pull {library}")
             close = difflib.get_close_matches(name.lower(), list(self._by_name), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise NotFoundError(f"{name!r} is not in dslocal's catalog", f"{hint}see 'dslocal list'")
