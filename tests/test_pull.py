@@ -297,9 +297,10 @@ def test_a_second_pull_is_a_no_op_and_hostile_names_are_refused(env, hub_root):
                 pull(PullRequest(model=bad), load_settings(), load_profile("cpu-only-64gb"))
 
 
-@pytest.mark.parametrize("name", ["../../x", "team.x/r1", "r1:", "x" * 81, "r1:cloud"])
+@pytest.mark.parametrize("name", ["../../x", "team.x/r1", "r1:", "x" * 81, "r1:cloud", "", " "])
 def test_a_name_ollama_would_refuse_is_refused_before_any_request(env, hub_root, name, tmp_path):
-    """Protocol audit finding 12 (and the newcomer trial's A1): refused before the hours of download."""
+    """Protocol audit finding 12 (and the newcomer trial's A1): refused before the hours of download.
+    An empty --name (B15) is a usage error too, not 'already in Ollama'."""
     with run_hub(hub_root) as hub:
         env(hub.url)
         for direct in ("--direct", None):

@@ -28,6 +28,16 @@ class Journal:
 
     def record(self, step: str, value: Any = True) -> None:
         self.steps[step] = value
+        self._write()
+
+    def forget(self, *steps: str) -> None:
+        """Undo steps whose work is gone (a pruned blob, deleted shards), so the rerun does them again."""
+        if any(step in self.steps for step in steps):
+            for step in steps:
+                self.steps.pop(step, None)
+            self._write()
+
+    def _write(self) -> None:
         atomic_write_bytes(
             self.path, json.dumps({"version": JOURNAL_VERSION, "key": self.key, "steps": self.steps}, indent=1).encode()
         )

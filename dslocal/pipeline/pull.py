@@ -17,13 +17,16 @@ from dslocal.hardware.profile import HardwareProfile
 from dslocal.ollama.client import OllamaClient
 from dslocal.ollama.store import Store
 from dslocal.pipeline import disk
-from dslocal.pipeline.create import create_via_api, create_direct, model_parameters
+from dslocal.pipeline.create import create_direct, create_via_api, model_parameters
+from dslocal.pipeline.gate import check_plan
 from dslocal.pipeline.journal import Journal
 from dslocal.pipeline.provenance import read_provenance, record_provenance
 from dslocal.pipeline.request import PullRequest, PullResult, Resolved, default_name, resolve
+from dslocal.pipeline.reuse import blob_problem, source_journal, source_key, work_name
 from dslocal.planner.facts import ModelFacts, from_shard_set, from_variant
 from dslocal.planner.fit import OLLAMA_AUTO_FIT, Plan, parse_version, plan
 from dslocal.progress import Progress, ProgressSink, null_sink
+from dslocal.units import format_bytes
 
 MIN_OLLAMA = (0, 5, 5)  # the 'modelfile' field of /api/create was removed; 'files' arrived
 DEFAULT_LOAD_TIMEOUT = 5 * 60.0  # envconfig.LoadTimeout's default
@@ -52,6 +55,9 @@ class _Pull:
     chosen: Any = None
     files: list[Any] = field(default_factory=list)
     session: Any = None
+    blob: dict[str, Any] | None = None  # the model blob to use: recorded by this pull, or found by its source
+    source: Journal | None = None  # what was merged from these files, whatever the pull was named
+    gated: bool = False  # the plan was checked against what is worth a download
 
     @property
     def name(self) -> str:
@@ -97,8 +103,12 @@ def pull(
     if _already_there(p):
         return p.result
     _connect(p)
+    _check_recorded_blob(p)
     _first_plan(p)
+    _gate(p)
     _list_files(p)
+    _gate(p)
+    _reuse(p)
     if _preflight(p):
         return p.result
     shards = _download(p)
@@ -145,23 +155,65 @@ def _connect(p: _Pull) -> None:
         )
 
 
+def _downloaded(p: _Pull) -> bool:
+    """The journal's download is still on disk (the merge consumes the shards unless they are kept)."""
+    paths = p.journal.done("download")
+    return bool(paths) and all(Path(path).exists() for path in paths)
+
+
+def _check_recorded_blob(p: _Pull) -> None:
+    """A blob this pull recorded is used only while it is whole; else the steps that made it are done again."""
+    blob = p.journal.done("blob")
+    if not blob:
+        return
+    if p.journal.done("create") and p.store.find_manifest(p.name) is not None:
+        p.blob = blob  # the model is in Ollama: its layers are the server's now
+        return
+    problem = blob_problem(p.store.blob_path(blob["digest"]), blob["digest"], int(blob["bytes"]),
+                           full=not p.request.dry_run, progress=p.progress)
+    if problem is None:
+        p.blob = blob
+        return
+    p.notify(f"the model blob {blob['digest'][:19]}... that an earlier run of this pull merged {problem}: "
+             "downloading and merging it again")
+    if not p.request.dry_run:
+        p.journal.forget("blob", "create", *([] if _downloaded(p) else ["download"]))
+
+
 def _first_plan(p: _Pull) -> None:
     """Plan from the catalog estimate or the local header (the real header replans after download)."""
     if p.resolved.variant is not None:
         p.replan(from_variant(p.resolved.variant))
     elif p.resolved.kind == "local":
         p.replan(from_shard_set(open_local_set(p.resolved.local_files[0]), name=p.resolved.label))
-    if p.the_plan is not None and not p.the_plan.fits:
-        p.notify(f"warning: {p.resolved.label} does not fit this machine ({p.the_plan.placement}); see 'dslocal plan'")
+
+
+def _plan_target(p: _Pull) -> str:
+    if p.resolved.variant is not None:
+        return p.resolved.variant.id
+    if p.resolved.kind == "local":
+        return str(p.resolved.local_files[0])
+    return f"hf:{p.resolved.repo}/{p.files[0].path}" if p.files else p.request.model
+
+
+def _gate(p: _Pull) -> None:
+    """Once there is a plan: refuse one that cannot load or would only crawl (unless --force), before any download."""
+    if p.the_plan is None or p.gated:
+        return
+    p.gated = True
+    check_plan(p.resolved.label, p.the_plan, p.profile, p.version, plan_target=_plan_target(p),
+               variant=p.resolved.variant.id if p.resolved.variant else None, force=p.request.force,
+               dry_run=p.request.dry_run, notify=p.notify)
 
 
 def _list_files(p: _Pull) -> None:
+    from dslocal.pipeline.repo_models import pick_model
     from dslocal.sources.http import make_session
     from dslocal.sources.listing import select
     from dslocal.sources.select import choose
 
     p.session = make_session()
-    if p.resolved.kind == "local" or p.journal.done("blob"):
+    if p.resolved.kind == "local" or p.blob is not None:
         return
     source = str(p.settings["source"] if p.request.source is None else p.request.source)
     p.chosen = choose(source, p.resolved.repo or "", None, p.settings, p.session, notify=p.notify)
@@ -169,21 +221,58 @@ def _list_files(p: _Pull) -> None:
     if not p.files:
         raise InputError(f"no GGUF file of {p.resolved.repo} matches {' '.join(p.resolved.include)}",
                          "check the quant name")
+    if p.resolved.kind == "hf":
+        p.files = pick_model(p.files, p.resolved.repo or "", p.resolved.quant)
+    if p.the_plan is None:
+        _plan_from_listing(p)
+
+
+def _plan_from_listing(p: _Pull) -> None:
+    from dslocal.pipeline.listing_plan import facts_before_download
+
+    facts, why = facts_before_download(p.resolved.repo or "", p.files, p.chosen, p.session,
+                                       p.settings.paths.cache_dir / "gguf-headers", p.resolved.label)
+    if facts is None:
+        p.result.plan_note = why
+        p.notify(str(why))
+        return
+    p.replan(facts)
+
+
+def _reuse(p: _Pull) -> None:
+    """The blob an earlier pull merged from these very files (under any name), when it is still whole."""
+    if p.blob is not None:
+        return
+    p.source = source_journal(p.settings.paths.state_dir, source_key(p.layout, p.files, p.resolved.local_files))
+    blob = p.source.done("blob")
+    if not blob:
+        return
+    problem = blob_problem(p.store.blob_path(blob["digest"]), blob["digest"], int(blob["bytes"]),
+                           full=not p.request.dry_run, progress=p.progress)
+    if problem is not None:
+        if not p.request.dry_run:
+            p.source.forget("blob")
+        return
+    p.notify(f"reusing {blob['digest'][:19]}... ({format_bytes(int(blob['bytes']))}), merged from the same files "
+             f"by an earlier pull{' as ' + blob['name'] if blob.get('name') else ''}: nothing to download or merge")
+    p.blob = blob
+    if not p.request.dry_run:
+        p.journal.record("blob", blob)
 
 
 def _preflight(p: _Pull) -> bool:
     """The disk plan; refuses before any download. Returns True for a dry run (stop here)."""
     if p.files:
         model_bytes = sum(f.size for f in p.files)
-    elif p.journal.done("blob"):
-        model_bytes = int(p.journal.done("blob")["bytes"])
+    elif p.blob is not None:
+        model_bytes = int(p.blob["bytes"])
     else:
         model_bytes = sum(path.stat().st_size for path in p.resolved.local_files)
     delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
     download_dir = p.settings.models_dir / (p.resolved.repo or "local")
     plan = disk.plan_disk(
-        model_bytes, fetched=bool(p.journal.done("download")) or p.resolved.kind == "local",
-        delete_shards=delete_shards, blob_done=bool(p.journal.done("blob")), create_done=bool(p.journal.done("create")),
+        model_bytes, fetched=_downloaded(p) or p.resolved.kind == "local",
+        delete_shards=delete_shards, blob_done=p.blob is not None, create_done=bool(p.journal.done("create")),
         rewrites=p.rewrites, shared_store=p.shared_store, direct=p.request.direct,
         free_bytes=disk.disk_free(p.store.root), layout=p.layout, download_dir=str(download_dir),
         store=str(p.store.root), server_version=p.version,
@@ -200,7 +289,7 @@ def _preflight(p: _Pull) -> bool:
 def _download(p: _Pull) -> tuple[Path, ...]:
     from dslocal.sources.download import DownloadOptions, download
 
-    if p.resolved.kind == "local" or p.journal.done("blob"):
+    if p.resolved.kind == "local" or p.blob is not None:
         return p.resolved.local_files
     if p.journal.done("download"):
         p.result.resumed.append("download")
@@ -216,8 +305,8 @@ def _download(p: _Pull) -> tuple[Path, ...]:
 
 def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
     """Verify the set and write the model blob (merged, canonical form, straight into the store)."""
-    blob = p.journal.done("blob")
-    if blob and p.store.blob_path(blob["digest"]).exists():
+    blob = p.blob
+    if blob is not None:
         p.result.resumed.append("blob")
     else:
         p.step("verify")
@@ -227,12 +316,14 @@ def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
         p.step("merge")
         p.store.work.mkdir(parents=True, exist_ok=True)
         delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
-        merged = merge_shards(shards[0], p.store.work / f"{default_name(p.name)}.gguf", force=True, layout=p.layout,
+        assert p.source is not None
+        merged = merge_shards(shards[0], p.store.work / work_name(p.source.key), force=True, layout=p.layout,
                               delete_shards=delete_shards, compute_sha256=True, progress=p.progress)
         digest = f"sha256:{merged.sha256}"
         p.store.adopt(merged.path, digest)
         blob = {"digest": digest, "bytes": merged.size}
         p.journal.record("blob", blob)
+        p.source.record("blob", {**blob, "name": p.name})
     p.result.blob_bytes = int(blob["bytes"])
     return str(blob["digest"])
 

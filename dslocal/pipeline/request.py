@@ -24,6 +24,7 @@ class PullRequest:
     direct: bool = False
     dry_run: bool = False
     smoke_test: bool = True
+    force: bool = False  # pull even when the plan says it cannot load, or only crawls
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PullResult:
     resumed: list[str] = field(default_factory=list)  # steps skipped because the journal had them
     smoke: dict[str, Any] | None = None
     dry_run: bool = False
+    plan_note: str | None = None  # why there is no plan before the download, when there is none
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,18 @@ class Resolved:
     template: str
     name: str  # the Ollama name, checked against Ollama's rules, with its tag
     label: str  # the name as given or defaulted (without the ':latest' Ollama adds)
+    quant: str | None = None  # the :QUANT of an hf: target
 
 
 def default_name(text: str) -> str:
     name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
     return name or "deepseek"
+
+
+def refuse_multi_node(variant: Variant) -> None:
+    """The FP8 original runs on a cluster (SGLang/vLLM), never in Ollama: refused by pull and modelfile alike."""
+    if variant.multi_node:
+        raise UsageError(f"{variant.id} is the multi-node FP8 original", f"plan it with 'dslocal plan {variant.id} --cluster ...'")
 
 
 def _ollama_name(given: str | None, default: str) -> tuple[str, str]:
@@ -68,8 +77,7 @@ def resolve(request: PullRequest) -> Resolved:
     catalog = load_catalog()
     variant = catalog.find(request.model)
     if variant is not None:
-        if variant.multi_node:
-            raise UsageError(f"{variant.id} is the multi-node FP8 original", f"plan it with 'dslocal plan {variant.id} --cluster ...'")
+        refuse_multi_node(variant)
         name, label = _ollama_name(request.name, variant.aliases[0] if variant.aliases else variant.id)
         return Resolved("catalog", variant, variant.hf_repo, variant.include_globs(), (), variant.template, name, label)
     if request.model.startswith("hf:"):
@@ -81,7 +89,7 @@ def resolve(request: PullRequest) -> Resolved:
         include = (f"*{quant}*.gguf",) if quant else ("*.gguf",)
         default = default_name(repo.split("/")[1].removesuffix("-GGUF") + (f"-{quant}" if quant else ""))
         name, label = _ollama_name(request.name, default)
-        return Resolved("hf", None, repo, include, (), "deepseek-r1", name, label)
+        return Resolved("hf", None, repo, include, (), "deepseek-r1", name, label, quant or None)
     if request.name is not None:
         _ollama_name(request.name, "")  # a bad name is refused before the files are looked at
     files = _local_files(Path(request.model).expanduser(), request.model)
