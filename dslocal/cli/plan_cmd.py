@@ -13,6 +13,7 @@ from dslocal.cli.output import emit, json_option, key_values, note
 from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, ollama_version_option
 from dslocal.units import format_bytes, format_rate
 
+SPLIT_IMPORT = (0, 30, 0)  # the first Ollama that imports a split GGUF (its shards as one model)
 ctx_option = click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the largest that fits).")
 kv_option = click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
                          help="KV cache type (quantized needs flash attention).")
@@ -214,6 +215,11 @@ def recommend_cmd(app: AppContext, hw: str | None, ollama_version: str | None, s
 @click.command(
     "modelfile",
     epilog="""\b
+FROM defaults to the variant's first shard; for Ollama older than 0.30, which cannot
+import a split GGUF, to the merged file's name ('dslocal gguf merge' makes it). A plan
+that cannot load here, and an existing -o FILE, are refused without --force.
+
+\b
 Examples:
   dslocal modelfile r1-671b-iq1s --hw rtx4090-64gb --from ./DeepSeek-R1-UD-IQ1_S.gguf
   dslocal modelfile r1-distill-qwen-7b --ctx 16384 -o Modelfile && ollama create r1-7b -f Modelfile
@@ -226,24 +232,38 @@ Examples:
 @click.option("--from", "from_", help="The FROM line: a GGUF path or model name (default: the variant's file name).")
 @click.option("--system", help="A system prompt (any text; quoted safely).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists; write a Modelfile even for a plan that cannot load.")
 @click.pass_obj
 def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, ollama_version: str | None,
-                  from_: str | None, system: str | None, output: Path | None) -> None:
+                  from_: str | None, system: str | None, output: Path | None, force: bool) -> None:
     """An Ollama Modelfile for a model, with settings from the plan."""
+    from dslocal.catalog import load_catalog
+    from dslocal.errors import InputError
     from dslocal.fsutil import atomic_write_bytes
     from dslocal.ollama.modelfile import load_family, render
+    from dslocal.pipeline.gate import refusal
+    from dslocal.pipeline.request import refuse_multi_node
     from dslocal.planner.fit import plan
     from dslocal.planner.sources import resolve_facts
 
+    if output is not None and output.exists() and not force:
+        raise InputError(f"{output} already exists", "pass --force to replace it, or choose another -o")
+    named = load_catalog().find(model)
+    if named is not None:
+        refuse_multi_node(named)  # as pull does: the FP8 original runs on a cluster, never in Ollama
     facts, variant, _ = resolve_facts(model, app.settings())
     profile = load_hw(app, hw)
     ollama_version = detect_ollama_version(app, ollama_version)
     result = plan(facts, profile, ctx=ctx, ollama_version=ollama_version, variant=variant.id if variant else model)
+    if result.placement == "none" and not force:
+        error = refusal(model, result, profile, ollama_version, plan_target=variant.id if variant else model,
+                        variant=variant.id if variant else None, verb="modelfile")
+        if error is not None:
+            raise error
     family = load_family(variant.template if variant else _family_for(facts.architecture))
-    default_from = f"./{variant.files[0]}" if variant and variant.files else model
     text = render(
-        family, from_=from_ or default_from, num_ctx=result.num_ctx, num_thread=result.num_thread,
-        num_gpu=result.num_gpu, system=system,
+        family, from_=from_ or _default_from(variant, model, ollama_version), num_ctx=result.num_ctx,
+        num_thread=result.num_thread, num_gpu=result.num_gpu, system=system,
         temperature=variant.temperature if variant else None, top_p=variant.top_p if variant else None,
         min_p=variant.min_p if variant else None, license_text=variant.license if variant else None,
         comment=f"planned for {profile.origin}: {result.placement}, ~{result.decode_tokens_per_s:.3g} tok/s",
@@ -253,6 +273,22 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
         note(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+def _default_from(variant, model: str, ollama_version: str | None) -> str:
+    """The variant's first shard; the merged file's name for an Ollama that cannot import a split GGUF."""
+    from dslocal.gguf_tools.shards import parse_shard_name
+    from dslocal.planner.fit import parse_version
+
+    if variant is None or not variant.files:
+        return model
+    shard = parse_shard_name(variant.files[0])
+    if shard is not None and shard.count > 1 and ollama_version and parse_version(ollama_version) < SPLIT_IMPORT:
+        merged = f"{shard.prefix}.gguf"
+        note(f"Ollama {ollama_version} cannot import a split GGUF: FROM names the merged file; "
+             f"make it with 'dslocal gguf merge {variant.files[0]} -o {merged}'")
+        return f"./{merged}"
+    return f"./{variant.files[0]}"
 
 
 def _family_for(architecture: str) -> str:
