@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hubdouble import run_hub
+from hubfiles import REPO, sha, write_repo
 
 from dslocal.config import load_settings
 from dslocal.errors import DiskError, DslocalError, InputError, NotFoundError
@@ -26,25 +26,14 @@ from dslocal.sources.listing import RemoteFile, safe_target, select
 from dslocal.sources.local import LocalSource, PlainHttpSource
 from dslocal.sources.select import choose, named_source
 
-REPO = "unsloth/Test-R1-GGUF"
 FAST = DownloadOptions(connections=4, chunk_size=256 << 10, read_timeout=1.0, backoff=0.05, max_attempts=12)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
 def hub_root(tmp_path):
     """A repository with two 'shards', a README and a nested folder, more entries than one listing page."""
-    repo = tmp_path / "hub" / REPO
-    (repo / "Q1").mkdir(parents=True)
-    rng = random.Random(1)
-    (repo / "Q1" / "Test-00001-of-00002.gguf").write_bytes(rng.randbytes(3_000_000))
-    (repo / "Q1" / "Test-00002-of-00002.gguf").write_bytes(rng.randbytes(1_700_001))
-    (repo / "small.gguf").write_bytes(rng.randbytes(1000))
-    (repo / "README.md").write_text("# test\n")
-    return tmp_path / "hub"
+    return write_repo(tmp_path, {"Q1/Test-00001-of-00002.gguf": 3_000_000, "Q1/Test-00002-of-00002.gguf": 1_700_001,
+                                 "small.gguf": 1000}, seed=1)
 
 
 def hf(hub) -> HubSource:

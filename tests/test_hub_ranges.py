@@ -3,14 +3,13 @@ that ignore Range get the file in one piece; the source speed probe reads a capp
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from hubdouble import run_hub
+from hubfiles import REPO, sha, write_repo
 
 from dslocal.errors import NetworkError
 from dslocal.progress import Progress
@@ -20,21 +19,13 @@ from dslocal.sources.hub import HubSource, ModelScopeSource
 from dslocal.sources.listing import RemoteFile, select
 from dslocal.sources.select import PROBE_BYTES, _probe_speed
 
-REPO = "unsloth/Test-R1-GGUF"
 BIG = "Test-00001-of-00001.gguf"
 OPTIONS = DownloadOptions(connections=4, chunk_size=256 << 10, read_timeout=2.0, backoff=0.05, max_attempts=6)
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def hub_root(tmp_path):
-    repo = tmp_path / "hub" / REPO
-    repo.mkdir(parents=True)
-    (repo / BIG).write_bytes(random.Random(7).randbytes(3_000_000))
-    return tmp_path / "hub"
+    return write_repo(tmp_path, {BIG: 3_000_000}, seed=7, readme=False)
 
 
 def hf_files(hub, pattern=BIG):

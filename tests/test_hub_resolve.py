@@ -4,7 +4,6 @@ rate-limit windows waited out, expired links resolved again once."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hubdouble import RateLimit, run_hub
+from hubfiles import REPO, sha, write_repo
 
 from dslocal.errors import AccessError, NetworkError
 from dslocal.progress import Progress
@@ -19,25 +19,13 @@ from dslocal.sources.download import DownloadOptions, download
 from dslocal.sources.hub import HubSource
 from dslocal.sources.listing import select
 
-REPO = "unsloth/Test-R1-GGUF"
 BIG = "Q1/Test-00001-of-00002.gguf"
 OPTIONS = DownloadOptions(connections=4, chunk_size=256 << 10, read_timeout=2.0, backoff=0.05, max_attempts=6)
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture
 def hub_root(tmp_path):
-    repo = tmp_path / "hub" / REPO
-    (repo / "Q1").mkdir(parents=True)
-    rng = random.Random(3)
-    (repo / BIG).write_bytes(rng.randbytes(3_000_000))
-    (repo / "Q1" / "Test-00002-of-00002.gguf").write_bytes(rng.randbytes(1_100_003))
-    (repo / "small.gguf").write_bytes(rng.randbytes(5000))
-    (repo / "README.md").write_text("# test\n")
-    return tmp_path / "hub"
+    return write_repo(tmp_path, {BIG: 3_000_000, "Q1/Test-00002-of-00002.gguf": 1_100_003, "small.gguf": 5000}, seed=3)
 
 
 def same_as(root: Path, dest: Path, paths) -> None:
