@@ -103,9 +103,9 @@ def pull(
     if _already_there(p):
         return p.result
     _connect(p)
-    _check_recorded_blob(p)
     _first_plan(p)
     _gate(p)
+    _check_recorded_blob(p)
     _list_files(p)
     _gate(p)
     _reuse(p)
