@@ -5,7 +5,10 @@ resolve -> hardware and plan -> disk preflight -> download (verified) -> shard-s
 
 Each finished step is recorded in a journal (``STATE/pulls/NAME.json``), so a rerun
 after a crash continues at the right step: verified files are not fetched again (the
-downloader's own ledger) and a finished blob is not merged again.
+downloader's own ledger) and a finished blob is not merged again, once it is checked to be
+still there and whole (Ollama prunes unreferenced blobs when it starts). The blob is
+also recorded under its source (``STATE/pulls/sources/``: the files and their sha256),
+so a pull of the same files under another ``--name`` reuses it.
 
 The least-disk paths, by Ollama version (facts: shared/reference/ollama-observed.md and
 protocol-audit-2026-12.md, findings 2-4):
