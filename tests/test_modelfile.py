@@ -103,7 +103,7 @@ def test_cli_modelfile_uses_the_plan(cli, dslocal_home, tmp_path):
     params = parsed.parameter_map()
     assert params["num_gpu"] == plan["data"]["num_gpu"] and params["num_ctx"] == plan["data"]["num_ctx"]
     assert parsed.system == 'Answer in "one" line.\nNo lists.'
-    assert parsed.from_ == "./DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf"
+    assert parsed.from_ == "./DeepSeek-R1-UD-IQ1_S.gguf", "Ollama 0.5.7 imports no split sets: the merged file"
     assert params["min_p"] == 0.05
     new = cli("modelfile", "r1-distill-qwen-7b", "--hw", "rtx4090-64gb")
     assert "num_gpu" not in new.stdout, "Ollama >= 0.30: num_gpu stays unset"
