@@ -29,11 +29,14 @@ def atomic_output(path: Path, mode: str = "wb", *, perms: int | None = None) -> 
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     On any exception the temporary file is removed and ``path`` is left untouched.
-    ``perms`` sets the file's mode (the temporary file starts as 0600).
+    ``perms`` sets the file's mode (the temporary file starts as 0600). An OSError names
+    ``path`` (not the temporary file), so :func:`dslocal.errors.from_os_error` can say
+    which file could not be written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         if perms is not None:
@@ -44,9 +47,23 @@ def atomic_output(path: Path, mode: str = "wb", *, perms: int | None = None) -> 
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, tmp_name):
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Make an OSError raised inside name ``path`` when it names no file or a temporary one beside it."""
+    try:
+        yield
+    except OSError as exc:
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else None
+        if name is None or Path(name).name.startswith(f".{path.name}."):
+            exc.filename = str(path)
         raise
 
 
