@@ -1,4 +1,4 @@
-"""``dslocal gguf``: inspect, merge and split GGUF files and split sets."""
+"""``dslocal gguf``: inspect (and check), merge and split GGUF files and split sets."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 
 @click.group("gguf")
 def gguf_group() -> None:
-    """Inspect, check, merge and split GGUF files and split sets."""
+    """Inspect (and check), merge and split GGUF files and split sets."""
 
 
 @gguf_group.command(
@@ -149,7 +149,8 @@ def merge_cmd(
     "split",
     epilog="""\b
 Sizes are decimal as in llama-gguf-split (48G = 48,000,000,000 bytes; 40GiB is binary)
-and count the whole shard file, header included. Shards are named
+and count the whole shard file, header included; a tensor is never split, so --max-size
+must hold the largest one (the error says how much that is). Shards are named
 PREFIX-00001-of-0000N.gguf and appear only when all of them are complete.
 
 \b
@@ -174,8 +175,14 @@ def split_cmd(
     from dslocal.gguf_tools.split import split_file
 
     size = parse_size(max_size) if max_size is not None else None
+    if size is not None:
+        _check_max_size(source, size)
     with progress_bar("splitting", quiet=quiet) as sink:
         result = split_file(source, max_size=size, max_tensors=max_tensors, out_prefix=prefix, force=force, progress=sink)
+    over = [n for n in result.sizes if size is not None and n > size]
+    if over:
+        note(f"warning: {len(over)} shard(s) are larger than --max-size {format_bytes(size)} "
+             f"(the largest is {format_bytes(max(over))}): a shard holds whole tensors")
     data = {"files": [{"path": str(p), "bytes": n} for p, n in zip(result.files, result.sizes)]}
 
     def human() -> None:
@@ -183,3 +190,32 @@ def split_cmd(
             click.echo(f"{path}  ({format_bytes(n)})")
 
     emit("gguf split", data, as_json=as_json, human=human)
+
+
+def _check_max_size(source: Path, size: int) -> None:
+    """Refuse a --max-size that the largest tensor (which is never split) cannot fit in."""
+    from dslocal.errors import UsageError
+    from dslocal.gguf_tools.header import align, read_file_header
+
+    header = read_file_header(source)
+    if not header.tensors:
+        return
+    largest = max(header.tensors, key=lambda t: t.n_bytes)
+    # a shard holding it alone: at most the whole header (metadata and every tensor info), split.* keys, the tensor
+    needed = align(len(header.raw) + 256, header.alignment) + align(largest.n_bytes, header.alignment)
+    if align(largest.n_bytes, header.alignment) <= size:
+        return
+    raise UsageError(
+        f"--max-size {format_bytes(size)} is smaller than the largest tensor, {largest.name} "
+        f"({format_bytes(largest.n_bytes)}); a tensor is never split",
+        f"give --max-size {_decimal_size(needed)} or more (a shard with that tensor and its header "
+        f"needs up to {needed:,} bytes)",
+    )
+
+
+def _decimal_size(n: int) -> str:
+    """The smallest ``NK``/``NM``/``NG`` (decimal, as --max-size reads them) that is at least ``n`` bytes."""
+    for unit, factor in (("K", 10**3), ("M", 10**6), ("G", 10**9)):
+        if n < factor * 1000 or unit == "G":
+            return f"{-(-n // factor)}{unit}"
+    raise AssertionError("unreachable")

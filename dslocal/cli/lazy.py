@@ -1,13 +1,16 @@
 """A click group that imports a command's module only when that command runs.
 
 ``dslocal --help`` lists every command from the registry's short help without
-importing any of them, which keeps the CLI's cold start fast.
+importing any of them, which keeps the CLI's cold start fast. A mistyped command gets
+click's "Did you mean" from the whole registry, and an empty positional argument or path
+(``dslocal plan ''``, ``-o ''``) is a usage error for every command.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -22,7 +25,47 @@ class LazyCommand:
         command = getattr(importlib.import_module(module_name), attr)
         if not isinstance(command, click.Command):  # pragma: no cover - programming error
             raise TypeError(f"{self.target} is not a click command")
-        return command
+        return refuse_empty_arguments(command)
+
+
+class NotEmpty(click.ParamType):
+    """``inner``, refusing an empty or blank value before ``inner`` sees it (click.Path turns '' into '.')."""
+
+    def __init__(self, inner: click.ParamType) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.is_composite = inner.is_composite
+        self.arity = inner.arity
+        self.envvar_list_splitter = inner.envvar_list_splitter
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self.inner.get_metavar(param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        return self.inner.shell_complete(ctx, param, incomplete)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("it is empty; give a value", param, ctx)
+        return self.inner.convert(value, param, ctx)
+
+
+def _needs_a_value(param: click.Parameter) -> bool:
+    """Positional arguments, and options naming a path (click.Path reads '' as '.')."""
+    if isinstance(param.type, NotEmpty):
+        return False
+    return isinstance(param, click.Argument) or isinstance(param.type, click.Path)
+
+
+def refuse_empty_arguments(command: click.Command) -> click.Command:
+    """Every positional argument and path option of ``command`` (and of its subcommands) refuses ''."""
+    for param in command.params:
+        if _needs_a_value(param):
+            param.type = NotEmpty(param.type)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            refuse_empty_arguments(sub)
+    return command
 
 
 class LazyGroup(click.Group):
@@ -38,6 +81,15 @@ class LazyGroup(click.Group):
         if lazy is not None:
             return lazy.load()
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0])
+        if (
+            self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-")
+            and ctx.token_normalize_func is None
+        ):
+            raise click.exceptions.NoSuchCommand(name, possibilities=self.list_commands(ctx), ctx=ctx)
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

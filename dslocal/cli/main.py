@@ -11,7 +11,7 @@ import click
 from dslocal import __version__
 from dslocal.cli.boundary import run
 from dslocal.cli.context import AppContext
-from dslocal.cli.lazy import LazyCommand, LazyGroup
+from dslocal.cli.lazy import LazyCommand, LazyGroup, refuse_empty_arguments
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -37,7 +37,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "dslocal.cli.download_cmd:download_cmd", "Download a model repository's files (resumable, verified, mirror-aware)."
     ),
     "gguf": LazyCommand(
-        "dslocal.cli.gguf_cmd:gguf_group", "Inspect, check, merge and split GGUF files and split sets."
+        "dslocal.cli.gguf_cmd:gguf_group", "Inspect (and check), merge and split GGUF files and split sets."
     ),
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
@@ -82,6 +82,9 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     ctx.obj = AppContext(config_file=config_file)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
+
+
+refuse_empty_arguments(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
