@@ -45,7 +45,6 @@ def test_unknown_setting(cli, dslocal_home):
         (b"models_dir = \n", "not valid TOML"),
         (b"connections = 'four'\n", "whole number"),
         (b"connections = 0\n", "out of range"),
-        (b"modles_dir = '/x'\n", "unknown setting"),
         (b"\xff\xfe\x00", "not UTF-8"),
     ],
 )

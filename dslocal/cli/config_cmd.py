@@ -6,7 +6,7 @@ import click
 
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, note
-from dslocal.config import SETTINGS, set_config_value, unset_config_value
+from dslocal.config import EXAMPLES, SETTINGS, set_config_value, unset_config_value
 
 
 @click.group(
@@ -36,11 +36,12 @@ def show(app: AppContext, as_json: bool) -> None:
     data = {"config_file": str(app.paths.config_file), "settings": settings.as_dict()}
 
     def human() -> None:
-        rows = [(spec.key, str(settings[spec.key]), settings.origins[spec.key], spec.help) for spec in SETTINGS]
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        width = max(len(spec.key) for spec in SETTINGS)
         click.echo(f"config file: {app.paths.config_file}")
-        for key, value, origin, help_text in rows:
-            click.echo(f"{key.ljust(widths[0])}  {value.ljust(widths[1])}  {origin.ljust(widths[2])}  # {help_text}")
+        for spec in SETTINGS:
+            origin = settings.origins[spec.key].replace("env:", "env ")
+            click.echo(f"{spec.key.ljust(width)}  {settings[spec.key]}  ({origin})")
+        click.echo("what each setting means: dslocal config set --help")
 
     emit("config show", data, as_json=as_json, human=human)
 
@@ -52,20 +53,38 @@ def path(app: AppContext) -> None:
     click.echo(str(app.paths.config_file))
 
 
-@config_group.command(
-    "set",
-    epilog="""\b
+def _settings_epilog() -> str:
+    width = max(len(spec.key) for spec in SETTINGS)
+    rows = "\n".join(f"  {spec.key.ljust(width)}  {spec.help}" for spec in SETTINGS)
+    env = "\n".join(f"  {spec.key.ljust(width)}  {', '.join(spec.env)}" for spec in SETTINGS)
+    return f"""\b
+Settings:
+{rows}
+
+\b
+Environment variables (they win over the file):
+{env}
+
+\b
+Folders are stored as absolute paths.
+
+\b
 Examples:
-  dslocal config set hf_endpoint https://hf-mirror.com
-  dslocal config set models_dir /data/models
-  dslocal config set connections 8
-""",
-)
+  dslocal config set hf_endpoint {EXAMPLES['hf_endpoint']}
+  dslocal config set models_dir {EXAMPLES['models_dir']}
+  dslocal config set connections {EXAMPLES['connections']}
+"""
+
+
+@config_group.command("set", epilog=_settings_epilog(), context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @click.pass_obj
 def set_(app: AppContext, key: str, value: str) -> None:
-    """Store KEY = VALUE in the config file."""
+    """Store KEY = VALUE in the config file.
+
+    VALUE is checked before it is stored, and is never read as an option (-3 is a value).
+    """
     stored = set_config_value(app.paths.config_file, key, value)
     note(f"set {key} = {stored} in {app.paths.config_file}")
 

@@ -68,16 +68,16 @@ def download_cmd(
     from dslocal.sources.listing import check_repo_id
 
     repo = check_repo_id(repo.removeprefix("hf:").strip("/"))
+    options = DownloadOptions(connections=int(settings["connections"]), lock_wait=0 if no_wait else None)
+    target = folder or settings.models_dir / repo  # bad settings fail here, before any network
     session = make_session()
     chosen = choose(str(settings["source"]), repo, revision, settings, session, notify=note)
     files = select(chosen.files, include)
     if not files:
         raise NotFoundError(f"no file of {repo} matches {' '.join(include) or 'anything'}", "check --include")
-    target = folder or settings.models_dir / repo
     total = sum(f.size for f in files)
     if not as_json and not quiet:
         note(f"{len(files)} file(s), {format_bytes(total)} from {chosen.source.name} into {target}")
-    options = DownloadOptions(connections=int(settings["connections"]), lock_wait=0 if no_wait else None)
     with transfer_bars(quiet=quiet or as_json) as sink:
         report = download(
             files, target, source=chosen.source.name, session=session, headers=chosen.source.headers(),
