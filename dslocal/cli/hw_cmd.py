@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +39,26 @@ Examples:
   dslocal hw                          what this machine has, and what Ollama can use
   dslocal hw --json | jq .data.gpus
   dslocal hw --save server.json       then on a laptop: dslocal plan r1-671b-q2 --hw server.json
+  dslocal hw --save server.json --force   replace the saved profile
   dslocal hw --hw mac-m2-ultra-192gb  show a preset
 """,
 )
 @click.option("--save", "save", type=click.Path(dir_okay=False, path_type=Path), help="Write the profile to FILE.")
+@click.option("--force", is_flag=True, help="Let --save replace an existing FILE.")
 @click.option("--hw", "hw", metavar="FILE|PRESET", help=PRESET_HELP)
 @json_option
 @click.pass_obj
-def hw_cmd(app: AppContext, save: Path | None, hw: str | None, as_json: bool) -> None:
+def hw_cmd(app: AppContext, save: Path | None, force: bool, hw: str | None, as_json: bool) -> None:
     """Detect CPUs, memory, disk and GPUs/accelerators, with what Ollama can use."""
     import json
 
+    from dslocal.errors import InputError
     from dslocal.fsutil import atomic_write_bytes
     from dslocal.hardware.detect import detect
     from dslocal.hardware.presets import load_profile
 
+    if save is not None and os.path.lexists(save) and not force:
+        raise InputError(f"{save} already exists", "pass --force to replace it, or choose another --save FILE")
     if hw:
         profile = load_profile(hw)
     else:

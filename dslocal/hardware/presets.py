@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from pathlib import Path
 
@@ -61,22 +62,35 @@ PRESETS: dict[str, HardwareProfile] = {
 
 def load_profile(value: str) -> HardwareProfile:
     """``--hw VALUE``: a saved profile (``dslocal hw --save`` or ``--json`` output) or a preset name."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and "data" in data and "version" in data:  # a `dslocal hw --json` envelope
-                data = data["data"]
-            profile = HardwareProfile.from_dict(data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(
-                f"{path} is not a dslocal hardware profile ({type(exc).__name__}: {exc})",
-                "write one with 'dslocal hw --save FILE' on the machine you plan for",
-            ) from None
-        return dataclasses.replace(profile, origin=f"file:{path}")
     if value in PRESETS:
         return PRESETS[value]
+    path = Path(value).expanduser()
+    if path.is_file():
+        return _load_file(path)
+    if value.strip() and path.is_dir():
+        raise InputError(f"--hw {path} is a folder", "name a profile file written by 'dslocal hw --save FILE'")
+    close = difflib.get_close_matches(value, PRESETS, n=3, cutoff=0.5)
+    if not close:
+        close = [name for name in PRESETS if value.strip() and name.startswith(value.strip().lower())][:3]
+    listed = f"did you mean {', '.join(close)}?" if close else f"presets: {', '.join(PRESETS)};"
     raise UsageError(
         f"--hw {value!r} is neither a profile file nor a preset",
-        f"presets: {', '.join(PRESETS)}; or save one with 'dslocal hw --save FILE'",
+        f"{listed} or save a profile with 'dslocal hw --save FILE'",
     )
+
+
+def _load_file(path: Path) -> HardwareProfile:
+    hint = "write one with 'dslocal hw --save FILE' on the machine you plan for"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is not a dslocal hardware profile (not JSON: {exc})"[:300], hint) from None
+    if isinstance(data, dict) and "data" in data and "version" in data:  # a `dslocal hw --json` envelope
+        data = data["data"]
+    try:
+        profile = HardwareProfile.from_dict(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a dslocal hardware profile: {exc}", hint) from None
+    return dataclasses.replace(profile, origin=f"file:{path}")

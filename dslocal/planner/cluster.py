@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from dslocal.errors import UsageError
 
 MIN_TOTAL_BYTES = 890 * 10**9
+MAX_NODES = 64  # a launch script per node is printed: more is not a plan anyone runs from a terminal
+MAX_GPUS_PER_NODE = 16
 GPU_MEMORY_GB = {"H20": 96, "H200": 141, "H100": 80, "H800": 80, "A100": 80, "A800": 80, "L40S": 48, "MI300X": 192,
                  "910B": 64, "B200": 192}
 
@@ -48,7 +50,12 @@ def parse_cluster(text: str) -> ClusterSpec:
     gpu = match[3].upper()
     if gpu not in GPU_MEMORY_GB:
         raise UsageError(f"dslocal does not know the {match[3]} GPU", f"known: {', '.join(GPU_MEMORY_GB)}")
-    return ClusterSpec(int(match[1]), int(match[2]), gpu, GPU_MEMORY_GB[gpu] * 10**9)
+    nodes, per_node = int(match[1]), int(match[2])
+    for count, what, most in ((nodes, "nodes", MAX_NODES), (per_node, "GPUs per node", MAX_GPUS_PER_NODE)):
+        if not 1 <= count <= most:
+            raise UsageError(f"--cluster {text.strip()!r}: {count} {what} is out of range 1..{most}",
+                             "write it like '2 nodes x 8 H20' or 2x8xH20")
+    return ClusterSpec(nodes, per_node, gpu, GPU_MEMORY_GB[gpu] * 10**9)
 
 
 def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head: str = "HEAD_NODE_IP") -> ClusterPlan:
