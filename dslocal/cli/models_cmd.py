@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
-from dslocal.cli.context import AppContext
+from dslocal.cli.context import AppContext, FiniteFloatRange
 from dslocal.cli.output import emit, json_option, note
 from dslocal.units import format_bytes
+
+MAX_CTX = 1 << 24  # llama.cpp keeps n_ctx in an int32; no model is trained for more than ~10M tokens
+MAX_NUM_GPU = 999  # the usual "every layer"; no model has that many
 
 
 def _client(app: AppContext):
@@ -87,24 +90,40 @@ def ps_cmd(app: AppContext, as_json: bool) -> None:
 
 
 @click.command("tune", epilog="""\b
+num_ctx must be at least 256 and at most the model's trained context (from 'ollama show');
+temperature is 0 to 2; num_gpu is a number of layers (0 = CPU only).
+
+\b
 Examples:
   dslocal tune r1-671b-q2 --ctx 16384
   dslocal tune r1-distill-qwen-7b --temperature 0.5 --num-gpu 20
 """)
 @click.argument("name")
-@click.option("--ctx", type=click.IntRange(min=256), help="New num_ctx.")
-@click.option("--num-gpu", type=click.IntRange(min=0), help="New num_gpu.")
-@click.option("--temperature", type=float, help="New temperature.")
+@click.option("--ctx", type=click.IntRange(256, MAX_CTX), help="New num_ctx.")
+@click.option("--num-gpu", type=click.IntRange(0, MAX_NUM_GPU), help="New num_gpu (layers on the GPU).")
+@click.option("--temperature", type=FiniteFloatRange(0.0, 2.0), help="New temperature.")
 @click.pass_obj
 def tune_cmd(app: AppContext, name: str, ctx: int | None, num_gpu: int | None, temperature: float | None) -> None:
     """Change a model's parameters; re-created cheaply from itself (no weights copied)."""
     from dslocal.errors import UsageError
-    from dslocal.ollama.modelfile import _number
 
     if ctx is None and num_gpu is None and temperature is None:
         raise UsageError("nothing to change", "give --ctx, --num-gpu or --temperature")
     client = _client(app)
     shown = client.show(name)
+    _check_against_model(name, shown, ctx, num_gpu)
+    params = _parameters(shown)
+    for key, value in (("num_ctx", ctx), ("num_gpu", num_gpu), ("temperature", temperature)):
+        if value is not None:
+            params[key] = value
+    client.create(name, from_=name, parameters=params)
+    note(f"{name} now has " + ", ".join(f"{k} {v}" for k, v in params.items() if k != "stop"))
+
+
+def _parameters(shown: dict) -> dict:
+    """The model's PARAMETER lines from ``/api/show``."""
+    from dslocal.ollama.modelfile import _number
+
     params: dict = {}
     for line in str(shown.get("parameters", "")).splitlines():
         key, _, value = line.strip().partition(" ")
@@ -115,8 +134,27 @@ def tune_cmd(app: AppContext, name: str, ctx: int | None, num_gpu: int | None, t
             params.setdefault("stop", []).append(value)
         else:
             params[key] = _number(value)
-    for key, value in (("num_ctx", ctx), ("num_gpu", num_gpu), ("temperature", temperature)):
-        if value is not None:
-            params[key] = value
-    client.create(name, from_=name, parameters=params)
-    note(f"{name} now has " + ", ".join(f"{k} {v}" for k, v in params.items() if k != "stop"))
+    return params
+
+
+def _model_fact(shown: dict, suffix: str) -> int | None:
+    """``<arch>.<suffix>`` from ``/api/show``'s model_info, when the server reports it."""
+    info = shown.get("model_info") or {}
+    if not isinstance(info, dict):
+        return None
+    arch = info.get("general.architecture")
+    value = info.get(f"{arch}.{suffix}") if isinstance(arch, str) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _check_against_model(name: str, shown: dict, ctx: int | None, num_gpu: int | None) -> None:
+    from dslocal.errors import UsageError
+
+    trained = _model_fact(shown, "context_length")
+    if ctx is not None and trained is not None and ctx > trained:
+        raise UsageError(f"--ctx {ctx} is more than {name}'s trained context ({trained})",
+                         f"give --ctx {trained} or less")
+    layers = _model_fact(shown, "block_count")
+    if num_gpu is not None and layers is not None and num_gpu > layers + 1:
+        raise UsageError(f"--num-gpu {num_gpu} is more than {name}'s {layers} layers (+1 for the output)",
+                         f"give --num-gpu {layers + 1} for all of them, or fewer")

@@ -19,6 +19,9 @@ import requests
 from dslocal.errors import NotFoundError, OllamaError
 
 DEFAULT_PORT = 11434
+CONNECT_TIMEOUT = 2.0  # a local server connects at once; a silent address must not hold a command for long
+QUICK_TIMEOUT = 3.0  # reading the answer to a small metadata call (version, tags, ps)
+PROBE_TIMEOUT = 2.0  # "is anything serving here?"
 
 
 def _split_host_port(hostport: str) -> tuple[str, str] | None:
@@ -111,6 +114,8 @@ class _Reporting:
 
 
 class OllamaClient:
+    """``timeout`` bounds reading an answer; connecting takes at most :data:`CONNECT_TIMEOUT`."""
+
     def __init__(self, host: str, timeout: float = 10.0) -> None:
         self.url = base_url(host)
         self.timeout = timeout
@@ -118,15 +123,29 @@ class OllamaClient:
         self.session.trust_env = False  # a proxy must never sit between us and a local daemon
 
     # -- plumbing
+    def _timeout(self, timeout: Any = None) -> Any:
+        """(connect, read): a plain number is the read timeout."""
+        if isinstance(timeout, tuple):
+            return timeout
+        read = self.timeout if timeout is None else timeout
+        return (min(CONNECT_TIMEOUT, read), read)
+
+    def silent_error(self, waited: float) -> OllamaError:
+        return OllamaError(
+            f"Ollama at {self.url} accepts connections but does not answer (nothing in {waited:g} s)",
+            "it may be busy loading a large model: see 'dslocal ollama logs', or retry in a while",
+        )
+
     def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        timeout = self._timeout(kw.pop("timeout", None))
         try:
-            return self.session.request(method, self.url + path, timeout=kw.pop("timeout", self.timeout), **kw)
+            return self.session.request(method, self.url + path, timeout=timeout, **kw)
         except requests.ConnectionError:
             raise OllamaError(
                 f"no Ollama server answers at {self.url}", "start one with 'dslocal ollama start' (or 'ollama serve')"
             ) from None
         except requests.Timeout:
-            raise OllamaError(f"the Ollama server at {self.url} did not answer in time", "check 'dslocal ollama logs'") from None
+            raise self.silent_error(timeout[1] or 0) from None
 
     @staticmethod
     def _error(response: requests.Response) -> str:
@@ -167,13 +186,23 @@ class OllamaClient:
 
     # -- API
     def is_running(self) -> bool:
+        return self.probe() == "answers"
+
+    def probe(self, timeout: float = PROBE_TIMEOUT) -> str:
+        """``answers`` (an HTTP 200 at /), ``silent`` (it accepts connections but sends nothing in
+        ``timeout`` seconds, e.g. busy loading a model) or ``down``."""
         try:
-            return self.session.get(self.url + "/", timeout=2).status_code == 200
+            response = self.session.get(self.url + "/", timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
+        except requests.ConnectionError:  # ConnectTimeout included
+            return "down"
+        except requests.Timeout:
+            return "silent"
         except requests.RequestException:
-            return False
+            return "down"
+        return "answers" if response.status_code == 200 else "down"
 
     def version(self) -> str:
-        return str(self._json("GET", "/api/version")["version"])
+        return str(self._json("GET", "/api/version", timeout=min(self.timeout, QUICK_TIMEOUT))["version"])
 
     def blob_exists(self, digest: str) -> bool:
         return self._request("HEAD", f"/api/blobs/{digest}").status_code == 200
@@ -204,7 +233,7 @@ class OllamaClient:
                 progress(event)
 
     def tags(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/api/tags").get("models", []))
+        return list(self._json("GET", "/api/tags", timeout=min(self.timeout, QUICK_TIMEOUT)).get("models", []))
 
     def show(self, model: str) -> dict[str, Any]:
         return dict(self._json("POST", "/api/show", json={"model": model}))
@@ -217,7 +246,7 @@ class OllamaClient:
             raise OllamaError(f"deleting {model} failed: {self._error(response)}", "see 'dslocal ollama logs'")
 
     def ps(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "/api/ps").get("models", []))
+        return list(self._json("GET", "/api/ps", timeout=min(self.timeout, QUICK_TIMEOUT)).get("models", []))
 
     def chat(self, model: str, messages: list[dict[str, Any]], *, think: bool | None = None,
              options: dict[str, Any] | None = None, timeout: float | None = 600) -> Iterator[dict[str, Any]]:

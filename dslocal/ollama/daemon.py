@@ -45,13 +45,28 @@ def find_binary(files: DaemonFiles) -> Path | None:
     return None
 
 
-def binary_version(binary: Path) -> str | None:
+BINARY_TIMEOUT = 10.0
+
+
+def probe_binary(binary: Path, timeout: float = BINARY_TIMEOUT) -> tuple[str | None, str | None]:
+    """``(version, None)`` from ``BINARY --version``, or ``(None, why it gave none)``."""
     try:
-        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL, errors="replace", check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"'{binary.name} --version' did not finish in {timeout:g} s"
+    except OSError as exc:
+        return None, f"it cannot be run: {exc.strerror or exc}"
     match = re.search(r"(\d+\.\d+\.\d+)", out.stdout + out.stderr)
-    return match[1] if match else None
+    if match:
+        return match[1], None
+    said = next((line.strip() for line in (out.stderr + out.stdout).splitlines() if line.strip()), "")
+    said = f": {said[:120]}" if said else ""
+    return None, f"'{binary.name} --version' exited {out.returncode} without a version{said}"
+
+
+def binary_version(binary: Path) -> str | None:
+    return probe_binary(binary)[0]
 
 
 def is_system_service() -> bool:
@@ -108,18 +123,32 @@ class Status:
     binary: str | None
     binary_version: str | None
     system_service: bool
+    silent: bool = False  # something accepts connections at host but does not answer HTTP
+    binary_error: str | None = None  # why the binary gave no version (broken, not executable, ...)
 
 
 def status(files: DaemonFiles, host: str) -> Status:
-    client = OllamaClient(host)
-    running = client.is_running()
-    version = client.version() if running else None
+    client = OllamaClient(host, timeout=3)
+    state = client.probe()
+    version = None
+    if state == "answers":
+        try:
+            version = client.version()
+        except OllamaError:
+            state = "silent"
     binary = find_binary(files)
+    found, problem = probe_binary(binary) if binary else (None, None)
     return Status(
-        host=base_url(host), running=running, managed_pid=_read_pid(files), api_version=version,
-        binary=str(binary) if binary else None, binary_version=binary_version(binary) if binary else None,
-        system_service=is_system_service(),
+        host=base_url(host), running=state == "answers", managed_pid=_read_pid(files), api_version=version,
+        binary=str(binary) if binary else None, binary_version=found, system_service=is_system_service(),
+        silent=state == "silent", binary_error=problem,
     )
+
+
+def running_managed(files: DaemonFiles, host: str) -> int | None:
+    """The pid of dslocal's own server when it runs and answers at ``host``, else None."""
+    pid = _read_pid(files)
+    return pid if pid and OllamaClient(host).is_running() else None
 
 
 def server_env(host: str, models_dir: Path, *, kv_cache_type: str | None = None, context_length: int | None = None,
@@ -145,7 +174,8 @@ def server_env(host: str, models_dir: Path, *, kv_cache_type: str | None = None,
 def start(files: DaemonFiles, host: str, models_dir: Path, *, wait: float = 30.0, **env_options: object) -> int:
     """Start a managed ``ollama serve``; returns its pid. Raises OllamaError with the next step."""
     client = OllamaClient(host)
-    if client.is_running():
+    state = client.probe()
+    if state == "answers":
         pid = _read_pid(files)
         if pid:
             raise OllamaError(f"dslocal's Ollama server is already running (pid {pid})", "'dslocal ollama status'")
@@ -153,6 +183,8 @@ def start(files: DaemonFiles, host: str, models_dir: Path, *, wait: float = 30.0
             f"an Ollama server not started by dslocal already answers at {client.url}",
             "use it as it is, or stop it first (systemctl stop ollama, or quit the Ollama app)",
         )
+    if state == "silent" and _read_pid(files):
+        raise client.silent_error(2)
     if _port_open(host):
         raise OllamaError(
             f"{client.url} is taken by another program",
