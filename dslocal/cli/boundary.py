@@ -68,9 +68,8 @@ def _invoke(group: click.Command, args: list[str]) -> int:
         with group.make_context(PROG, args) as ctx:
             result = group.invoke(ctx)
     except click.exceptions.Exit as exc:
-        return exc.exit_code
-    finally:
-        sys.stdout.flush()
+        result = exc.exit_code
+    sys.stdout.flush()  # here, so that a closed pipe is this boundary's EPIPE, not one at interpreter exit
     return result if isinstance(result, int) else ExitCode.OK
 
 
