@@ -38,8 +38,8 @@ class NotEmpty(click.ParamType):
         self.arity = inner.arity
         self.envvar_list_splitter = inner.envvar_list_splitter
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
-        return self.inner.get_metavar(param, ctx)
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str | None:  # ctx from click 8.2
+        return self.inner.get_metavar(param, *args, **kwargs)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
         return self.inner.shell_complete(ctx, param, incomplete)
@@ -68,6 +68,19 @@ def refuse_empty_arguments(command: click.Command) -> click.Command:
     return command
 
 
+def _no_such_command(name: str, names: list[str], ctx: click.Context) -> click.UsageError:
+    """click's NoSuchCommand (8.4+, with its did-you-mean), or the same message built with difflib."""
+    no_such = getattr(click.exceptions, "NoSuchCommand", None)
+    if no_such is not None:
+        return no_such(name, possibilities=names, ctx=ctx)
+    import difflib
+
+    close = difflib.get_close_matches(name, names)
+    guess = f" Did you mean {close[0]!r}?" if len(close) == 1 else (
+        f" (Did you mean one of: {', '.join(map(repr, close))}?)" if close else "")
+    return click.UsageError(f"No such command {name!r}.{guess}", ctx)
+
+
 class LazyGroup(click.Group):
     def __init__(self, *args: object, lazy_commands: dict[str, LazyCommand] | None = None, **kwargs: object):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -88,7 +101,7 @@ class LazyGroup(click.Group):
             self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-")
             and ctx.token_normalize_func is None
         ):
-            raise click.exceptions.NoSuchCommand(name, possibilities=self.list_commands(ctx), ctx=ctx)
+            raise _no_such_command(name, self.list_commands(ctx), ctx)
         return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
