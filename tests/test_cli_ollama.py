@@ -112,6 +112,7 @@ def test_plans_fall_back_to_the_newest_known_version_quickly(silent_ollama, comm
     result, seconds = timed(*command, "--hw", "cpu-only-32gb")
     assert result.returncode == 0, result.stderr
     assert seconds < 3.5, seconds
+    assert "accepts connections but does not answer" in result.stderr
 
 
 def test_plan_json_names_the_version_it_fell_back_to(silent_ollama):

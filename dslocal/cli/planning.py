@@ -24,7 +24,13 @@ def detect_ollama_version(app: AppContext, given: str | None) -> str | None:
     from dslocal.ollama.client import OllamaClient
 
     client = OllamaClient(str(app.settings()["ollama_host"]), timeout=2)
-    return client.version() if client.is_running() else None
+    state = client.probe()
+    if state == "silent":
+        from dslocal.cli.output import note
+
+        note(f"note: Ollama at {client.url} accepts connections but does not answer; "
+             "planning for the newest known version")
+    return client.version() if state == "answers" else None
 
 
 def load_hw(app: AppContext, hw: str | None):

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
-from dslocal.errors import UsageError
+from dslocal.errors import InputError, UsageError
 from dslocal.gguf_tools.remote import HeaderCache, read_remote_header
 from dslocal.gguf_tools.shards import ShardSet, open_local_set, sibling_names, validate_set
 from dslocal.sources.http import hf_token, make_session
@@ -51,7 +51,11 @@ def parse_target(text: str, hf_endpoint: str) -> Target:
 
 def remote_members(url: str) -> list[str]:
     """The URLs of every shard of the set ``url`` belongs to (just ``url`` for a plain file)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port or IPv6 literal raises only here
+    except ValueError as exc:
+        raise InputError(f"{url!r} is not a URL dslocal can read: {exc}", "check the address (http(s)://HOST/PATH)") from None
     folder, _, name = parts.path.rpartition("/")
     names = sibling_names(unquote(name))
     if names is None:

@@ -121,5 +121,6 @@ def check_name(text: str) -> ModelName:
         else:
             why = f"its {kind} {shown!r} must start with a letter, digit or '_' and hold only {_ALLOWED[kind]}"
         break
-    raise UsageError(f"{text!r} is not a valid Ollama model name: {why}",
+    shown = text if len(text) <= 60 else text[:40] + "..." + text[-8:]
+    raise UsageError(f"{shown!r} is not a valid Ollama model name: {why}",
                      "use e.g. 'deepseek-r1:671b-q2' or 'team/r1:latest' (Ollama's name rules)")
