@@ -35,9 +35,11 @@ def format_bytes(n: int | float) -> str:
 
 
 def format_rate(value: float | None) -> str:
-    """A speed as people read it, never in scientific notation: 0.29, 5.1, 35.8, 4,719."""
+    """A speed as people read it, never in scientific notation: 0, 0.29, 5.1, 35.8, 4,719."""
     if value is None:
         return "?"
+    if value == 0:
+        return "0"
     if value < 1:
         return f"{value:.2f}"
     if value < 100:

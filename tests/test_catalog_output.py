@@ -81,3 +81,12 @@ def test_plan_output_in_plain_words_and_a_short_exact_ot_pattern(cli, dslocal_ho
     assert max(len(line) for line in out.splitlines() if line.startswith("num_gpu")) < 80
     nogpu = cli("plan", "r1-671b-q4", "--hw", "cpu-only-32gb", env={"OLLAMA_HOST": "127.0.0.1:9"}).stdout
     assert "beyond the GPUs" not in nogpu
+
+
+def test_one_node_cluster_specs_are_understood():
+    """Newcomer trial A8: '--cluster 8xH200' (one node) was 'not a cluster spec'."""
+    from dslocal.planner.cluster import parse_cluster
+
+    for text in ("8xH200", "8 H200", "1x8xH200", "1 node x 8 H200"):
+        spec = parse_cluster(text)
+        assert (spec.nodes, spec.gpus_per_node, spec.gpu) == (1, 8, "H200"), text

@@ -34,6 +34,8 @@ def test_pull_cli_then_manage_the_model(cli, dslocal_home, hub_root, tmp_path): 
 
         ps = json.loads(cli("ps", "--json", env=env).stdout)["data"]["models"]
         assert [m["name"] for m in ps] == ["r1test:latest"] and ps[0]["gpu_share"] == 0.0
+        table = cli("ps", env=env).stdout.splitlines()
+        assert table[0].split() == ["NAME", "MEMORY", "ON", "GPU", "CONTEXT"] and table[1].startswith("r1test:latest")
 
         blobs_before = sorted(p.name for p in Store(store).blobs.iterdir())
         tuned = cli("tune", "r1test", "--ctx", "2048", env=env)

@@ -82,9 +82,11 @@ def ps_cmd(app: AppContext, as_json: bool) -> None:
     def human() -> None:
         if not models:
             click.echo("no model is loaded")
+            return
+        click.echo(f"{'NAME':32s} {'MEMORY':>10s}  {'ON GPU':>6s}  CONTEXT")
         for m in models:
-            click.echo(f"{m['name']:32s} {format_bytes(m.get('size', 0)):>10s}  {m['gpu_share']:.0%} GPU  "
-                       f"ctx {m.get('context_length', '-')}")
+            click.echo(f"{m['name']:32s} {format_bytes(m.get('size', 0)):>10s}  {m['gpu_share']:>6.0%}  "
+                       f"{m.get('context_length', '-')}")
 
     emit("ps", {"models": models}, as_json=as_json, human=human)
 

@@ -266,7 +266,7 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
         num_thread=result.num_thread, num_gpu=result.num_gpu, system=system,
         temperature=variant.temperature if variant else None, top_p=variant.top_p if variant else None,
         min_p=variant.min_p if variant else None, license_text=variant.license if variant else None,
-        comment=f"planned for {profile.origin}: {result.placement}, ~{result.decode_tokens_per_s:.3g} tok/s",
+        comment=f"planned for {profile.origin}: {result.placement}, ~{format_rate(result.decode_tokens_per_s)} tok/s",
     )
     if output is not None:
         atomic_write_bytes(output, text.encode("utf-8"))

@@ -8,7 +8,7 @@ from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, note
 from dslocal.cli.planning import hw_option, load_hw
 from dslocal.cli.progress import transfer_bars
-from dslocal.units import format_bytes
+from dslocal.units import format_bytes, format_rate
 
 
 @click.command(
@@ -68,7 +68,7 @@ def pull_cmd(app: AppContext, model: str, ctx: int | None, source: str | None, n
         if result.dry_run:
             p = result.plan
             if p:
-                click.echo(f"{result.name}: {p['placement']}, num_ctx {p['num_ctx']}, ~{p['decode_tokens_per_s']:.3g} tok/s")
+                click.echo(f"{result.name}: {p['placement']}, num_ctx {p['num_ctx']}, ~{format_rate(p['decode_tokens_per_s'])} tok/s")
             elif result.plan_note:
                 click.echo(f"{result.name}: {result.plan_note}")
             click.echo(f"disk: {format_bytes(result.disk_plan['needed_bytes'])} needed")

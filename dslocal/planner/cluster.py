@@ -42,15 +42,22 @@ class ClusterPlan:
     notes: tuple[str, ...]
 
 
+_NODES = re.compile(r"^\s*(\d+)\s*(?:nodes?)?\s*[x×*]\s*(\d+)\s*[x×*]?\s*([A-Za-z0-9-]+)\s*$", re.I)
+_ONE_NODE = re.compile(r"^\s*(\d+)\s*[x×*]?\s*([A-Za-z][A-Za-z0-9-]*)\s*$", re.I)
+
+
 def parse_cluster(text: str) -> ClusterSpec:
-    """``2 nodes x 8 H20``, ``2x8xH20`` or ``1 node x 8 H200``."""
-    match = re.match(r"^\s*(\d+)\s*(?:nodes?)?\s*[x×*]\s*(\d+)\s*[x×*]?\s*([A-Za-z0-9-]+)\s*$", text, re.I)
-    if not match:
+    """``2 nodes x 8 H20``, ``2x8xH20``, ``1 node x 8 H200``, or one node: ``8xH200``, ``8 H200``."""
+    if match := _NODES.match(text):
+        nodes_text, per_node_text, gpu_name = match.groups()
+    elif match := _ONE_NODE.match(text):
+        nodes_text, (per_node_text, gpu_name) = "1", match.groups()
+    else:
         raise UsageError(f"--cluster {text!r} is not a cluster spec", "write it like '2 nodes x 8 H20' or 2x8xH20")
-    gpu = match[3].upper()
+    gpu = gpu_name.upper()
     if gpu not in GPU_MEMORY_GB:
-        raise UsageError(f"dslocal does not know the {match[3]} GPU", f"known: {', '.join(GPU_MEMORY_GB)}")
-    nodes, per_node = int(match[1]), int(match[2])
+        raise UsageError(f"dslocal does not know the {gpu_name} GPU", f"known: {', '.join(GPU_MEMORY_GB)}")
+    nodes, per_node = int(nodes_text), int(per_node_text)
     for count, what, most in ((nodes, "nodes", MAX_NODES), (per_node, "GPUs per node", MAX_GPUS_PER_NODE)):
         if not 1 <= count <= most:
             raise UsageError(f"--cluster {text.strip()!r}: {count} {what} is out of range 1..{most}",
