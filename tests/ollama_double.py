@@ -1,46 +1,51 @@
 """A double of the Ollama HTTP server, on loopback, for dslocal's tests.
 
-This is a test double, not Ollama. It keeps a real on-disk store laid out as
-``ollama pull`` writes it and answers the routes dslocal uses the way Ollama does
-(``/work/shared/reference/ollama-and-deepseek-facts.md`` sections 1-4 and
-``ollama-observed.md``). ``version`` picks the behaviour: from 0.30.0 the server
-groups split GGUFs and rewrites every imported GGUF; before it, neither.
+This is a test double, not Ollama. It follows Ollama v0.32.15's source (server/create.go,
+routes.go, images.go, manifest/*, types/model/name.go, template/template.go,
+thinking/template.go; shared/reference/protocol-audit-2026-12.md), errors included, and where
+the real server runs a llama.cpp or Go piece it runs that piece: llama.cpp's own quantizer for
+the import rewrite (``tests/llamacpp_copy.py``), Go's own ``text/template`` for TEMPLATEs
+(``tests/gotemplate``), llama.cpp (llama-cpp-python) for generation. ``version`` picks the
+behaviour: from 0.30.0 the server groups split GGUFs and rewrites every imported GGUF; before
+it, neither. The scenarios every server must pass are in ``tests/contract/``.
 
 Store (``MODELS`` = the folder given, like ``OLLAMA_MODELS``):
-* blobs at ``MODELS/blobs/sha256-<hex>``, always written atomically (temp + rename);
-* manifests at ``MODELS/manifests/<host>/<namespace>/<model>/<tag>`` (``registry.ollama.ai``,
-  ``library`` and ``latest`` by default), Docker v2 JSON naming a config blob
-  (``model_format``, ``model_family``, ``file_type`` ...) and layers
-  ``application/vnd.ollama.image.{model,template,params,system,license,messages}``;
-* at start, unless ``noprune``, blobs that no manifest references are deleted.
+* blobs at ``MODELS/blobs/sha256-<hex>``, written as manifest.NewLayer does (a ``sha256-<digits>``
+  temp while hashing, then a rename); manifests at ``MODELS/manifests/<host>/<ns>/<model>/<tag>``
+  in Go's JSON encoding, with a ConfigV2 config (no rootfs) and layers in create's order;
+* at start, unless ``noprune``, PruneLayers: files older than an hour that are not digests or that
+  no manifest of any host references are deleted; a corrupt manifest skips the prune.
 
-Routes:
-* ``GET|HEAD /`` - "Ollama is running"; ``GET|HEAD /api/version`` - ``{"version"}``.
-* ``HEAD /api/blobs/<digest>`` - 200 / 404, 400 "invalid digest format".
-* ``POST /api/blobs/<digest>`` - 201 created, 200 when present (body not read), 400 on a digest
-  mismatch (the data is discarded). The body (Content-Length or chunked) is streamed to disk in
-  1 MiB pieces while hashing.
-* ``POST /api/create`` - ``from`` / ``files`` / ``template`` / ``system`` / ``parameters`` / ``license`` /
-  ``messages``; NDJSON progress or, with ``stream: false``, one object. From 0.30: split sets are grouped
-  and every GGUF is rewritten the way llama-quantize COPY does (split.* keys dropped,
-  ``general.quantization_version`` = 2, ``general.file_type`` moved last, tensors in llama.cpp load
-  order, alignment padding) into a new blob; the uploaded blobs stay until the next prune.
-* ``GET /api/tags``, ``POST /api/show``, ``DELETE /api/delete``, ``POST /api/copy``, ``GET /api/ps``.
-* ``POST /api/chat`` and ``POST /api/generate`` - real greedy generation with llama.cpp
-  (``llama_cpp.Llama``, ``n_ctx=512``) from a fixed DeepSeek prompt
-  (``<｜User｜>...<｜Assistant｜>``; the Go TEMPLATE is not executed), thinking split at ``</think>``,
-  load / unload with an empty prompt and ``keep_alive``.
-* ``POST /api/pull`` - the double cannot pull: "pulling manifest" then an error line.
-* anything else - 404 "404 page not found" (text/plain), as Gin answers.
+Routes and their errors:
+* ``GET|HEAD /``, ``/api/version``; unknown routes "404 page not found" (text/plain).
+* ``HEAD /api/blobs/<digest>`` 200 / 404 ``blob "<digest>" not found`` / 400 "invalid digest format";
+  ``POST`` 201, 200 when present (body not read), and on a digest mismatch 400 with the data kept
+  under its real digest (the path digest is compared literally).
+* ``POST /api/create``: file paths and empty digests checked before streaming (HTTP 400), then
+  "invalid model name"; everything else after ``parsing GGUF`` as NDJSON error lines under 200
+  (open ...: no such file or directory, not in GGUF format, split GGUF ...). From 0.30 the COPY
+  rewrite writes ``blobs/COPY<digits>`` with llama.cpp's quantizer, reports one ``validating GGUF
+  model`` event per tensor (sent once the copy is done), ``verifying conversion``, then copies it
+  into the store as NewLayer does: three copies at the peak. Re-creating a name removes the old
+  version's unreferenced layers (unless noprune); ``from`` layers are touched and get ``from``.
+* ``GET /api/tags``, ``POST /api/show`` (details from the config; capabilities and ``template`` as
+  GetModel decides them, the GGUF's jinja preferred when it can do more than the TEMPLATE),
+  ``DELETE /api/delete`` (unreferenced blobs go at once), ``POST /api/copy``, ``GET /api/ps`` (sizes
+  from llama.cpp's own buffer log; CPU only, so size_vram 0).
+* ``POST /api/chat`` and ``/api/generate``: names matched case-insensitively, ``model 'X' not found``,
+  ``think`` defaulting on for thinking models and refused for others; the prompt is the Go
+  TEMPLATE rendered by Go (thinking split with the tags InferTags finds) or, on the native path,
+  the GGUF's jinja rendered by jinja2 (llama-server uses minja) with ``enable_thinking``; real
+  greedy generation; load / unload with an empty prompt and ``keep_alive``.
+* ``POST /api/pull``: the double cannot pull: "pulling manifest" then an error line.
 
-Texts that are the double's own, not verified against a real server: the pre-0.30 shard refusal
-"sharded GGUF files are not supported by this version of Ollama", the exact wording around the
-0.30 shard errors (the quoted fragments are Ollama's), "blob sha256:... not found", and the errors
-for features the double does not implement (quantize, adapters).
+The double's own texts, for what it does not implement: quantize, adapters, cloud models.
+Not modelled: the template index that autodetects a Go template for a GGUF ("using autodetected
+template ..."), the per-tensor events' timing.
 
-Counters for tests: ``requests_log`` [(method, path)], ``blob_uploads`` (201s), ``blob_exists``
-(200s without reading), ``blob_bytes_read``, ``blob_mismatches``, ``creates``, ``rewrites``,
-``loads``, ``unloads``, ``pruned`` (file names).
+Counters for tests of the double itself: ``requests_log`` [(method, path)], ``blob_uploads``
+(201s), ``blob_exists`` (200s without reading), ``blob_bytes_read``, ``blob_mismatches``,
+``creates``, ``rewrites``, ``loads``, ``unloads``, ``pruned`` (file names), ``prune_skipped``.
 """
 
 from __future__ import annotations
