@@ -378,15 +378,12 @@ class OllamaDouble:
     """The Ollama server double. Use :func:`run_ollama` or ``start()`` / ``stop()``."""
 
     def __init__(self, models_dir: Path, version: str = DEFAULT_VERSION, *, noprune: bool = False,
-                 go_template: str | None = None, load_delay: float = 0.0) -> None:
+                 go_template: str | None = None) -> None:
         self.models_dir = Path(models_dir)
         self.version = version
         self.version_tuple = parse_version(version)
         self.noprune = noprune
         self.go_template_env = go_template  # OLLAMA_GO_TEMPLATE as set, or None when unset
-        self.load_delay = load_delay  # seconds a load takes before the first byte (a slow disk)
-        self.track_disk = False
-        self.peak_blob_bytes = 0
         self.prune_skipped = False
         self.url = ""
         self.host = ""
@@ -481,7 +478,6 @@ class OllamaDouble:
                     out.write(piece)
                     hasher.update(piece)
                     size += len(piece)
-                    self._note_disk()
                 out.flush()
                 os.fsync(out.fileno())
             digest = f"sha256:{hasher.hexdigest()}"
@@ -502,12 +498,6 @@ class OllamaDouble:
         """Store ``data`` as a blob; returns ("sha256:<hex>", created)."""
         layer, status = self.new_layer(data, "")
         return layer["digest"], status.startswith("creating")
-
-    def _note_disk(self) -> None:
-        """Track the store's peak size while the double writes (the tests' disk meter)."""
-        if self.track_disk:
-            used = sum(p.stat().st_size for p in self.blobs_dir.rglob("*") if p.is_file())
-            self.peak_blob_bytes = max(self.peak_blob_bytes, used)
 
     def _manifest_paths(self) -> Iterator[tuple[ModelName, Path]]:
         root = self.models_dir / "manifests"
@@ -890,7 +880,6 @@ class OllamaDouble:
         temp = self._temp("COPY")
         try:
             llama_quantize_copy(source, temp)
-            self._note_disk()
             yield from self._copy_progress(layer)
             yield {"status": "verifying conversion"}
             with open(temp, "rb") as handle:
@@ -1123,8 +1112,6 @@ class OllamaDouble:
         no_repack()
         started = time.perf_counter_ns()
         with _llama_log() as log:
-            if self.load_delay:
-                time.sleep(self.load_delay)
             llm = llama_cpp.Llama(str(self.blob_path(digest)), n_ctx=N_CTX, verbose=False, n_threads=2)
         memory = _buffer_bytes("".join(log))
         took = time.perf_counter_ns() - started
