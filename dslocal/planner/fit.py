@@ -325,64 +325,24 @@ def _longest_keeping(facts: ModelFacts, profile: HardwareProfile, chosen: Plan, 
     return max(lo * 256, chosen.num_ctx)
 
 
-def _plan_at(
-    facts: ModelFacts,
-    profile: HardwareProfile,
-    ctx: int,
-    *,
-    kv_type: str = "f16",
-    engine: str = "ollama",
-    ollama_version: str | None = None,
-    parallel: int = 1,
-    num_gpu: int | None = None,
-    cpu_bw: float | None = None,
-    variant: str | None = None,
-) -> Plan:
-    version = parse_version(ollama_version) if ollama_version else LATEST_OLLAMA
-    gpus = _usable(profile, engine)
-    flash = bool(gpus) or kv_type != "f16"
-    notes: list[str] = []
-    if kv_type != "f16":
-        notes.append(f"a {kv_type} KV cache needs flash attention (OLLAMA_FLASH_ATTENTION=1, OLLAMA_KV_CACHE_TYPE={kv_type})")
-    unusable = [g for g in profile.gpus if g not in gpus]
-    for g in unusable:
-        notes.append(f"{g.name}: not used ({verdict(g).reason})" + (f"; {verdict(g).advisory}" if verdict(g).advisory else ""))
-
-    trained = facts.context_length
-    if ctx > trained:
-        notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
-    num_ctx = min(ctx, trained)
-    layout = _layout(facts, gpus, num_ctx, kv_type, parallel, flash, profile, engine, version, num_gpu)
-
-    kv_total = kv_cache_bytes(facts, num_ctx, kv_type, parallel)
-    kv_token = kv_bytes_per_token(facts, kv_type)
-    if facts.layout == "legacy":
-        notes.append(
-            f"legacy deepseek2 GGUF: an MHA-sized KV cache of {kv_token / MIB:.2f} MiB per token "
-            f"({kv_cache_bytes(facts, 2048, kv_type) / GIB:.1f} GiB at 2048 tokens); MLA re-quants need ~1/70 of that"
-        )
-    elif facts.layout == "mla":
-        notes.append(f"MLA deepseek2 GGUF: a compressed KV cache of {kv_token / 1024:.0f} KiB per token (K only)")
-
-    # num_gpu, by Ollama version
-    old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
+def _num_gpu(layout: _Layout, facts: ModelFacts, engine: str, version: tuple[int, int, int],
+             num_gpu: int | None) -> tuple[int | None, str]:
+    """The num_gpu to write, by engine and Ollama version, and why."""
     if num_gpu is not None:
-        pinned, reason = num_gpu, "pinned by the user"
-    elif engine != "ollama":
-        pinned = 999 if layout.experts_on_cpu_from is not None or layout.placement == "gpu" else layout.gpu_layers
-        reason = "llama.cpp -ngl"
-    elif old_ollama:
-        pinned = layout.gpu_layers
-        reason = (f"Ollama {'.'.join(map(str, version))} counts whole layers: {facts.block_count} blocks + 1 output "
-                  f"= {facts.block_count + 1}")
-    else:
-        pinned = None
-        reason = ("left unset: from v0.30 Ollama runs llama-server, whose fit places layers and MoE experts itself; "
+        return num_gpu, "pinned by the user"
+    if engine != "ollama":
+        return (999 if layout.experts_on_cpu_from is not None or layout.placement == "gpu" else layout.gpu_layers,
+                "llama.cpp -ngl")
+    if version < OLLAMA_AUTO_FIT:
+        return layout.gpu_layers, (f"Ollama {'.'.join(map(str, version))} counts whole layers: {facts.block_count} "
+                                   f"blocks + 1 output = {facts.block_count + 1}")
+    return None, ("left unset: from v0.30 Ollama runs llama-server, whose fit places layers and MoE experts itself; "
                   "a pinned num_gpu would skip it")
 
-    ot = _ot_pattern(layout.experts_on_cpu_from, facts.block_count) if layout.experts_on_cpu_from is not None else None
 
-    # speed
+def _decode_speed(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, gpus: list[Gpu], kv_token: float,
+                  num_ctx: int, cpu_bw: float | None, notes: list[str]) -> tuple[float, float, float, float, float]:
+    """(GPU bytes, CPU bytes of weights read per token, decode tok/s, KV bytes read, CPU bandwidth)."""
     share = facts.expert_used / facts.expert_count if facts.expert_count else 1.0
     active = [b - e * (1 - share) for b, e in zip(facts.block_bytes, facts.block_expert_bytes)]
     if layout.experts_on_cpu_from is not None:
@@ -410,16 +370,101 @@ def _plan_at(
             f"the weights do not fit in RAM: llama.cpp streams {layout.cpu_weights / GIB:.0f} GiB from disk with mmap "
             f"({resident:.0%} stays cached); speed is bound by the SSD"
         )
-    gpu_bw, gpu_flops = speed.gpu_spec(gpus[0]) if gpus else (0.0, 0.0)
+    gpu_bw = speed.gpu_spec(gpus[0])[0] if gpus else 0.0
     bw_cpu = cpu_bw or speed.cpu_bandwidth(profile)
     decode = speed.decode_tokens_per_s(
         gpu_bytes_tok, cpu_bytes_tok, disk_bytes_tok, gpu_bw, bw_cpu, moe=bool(facts.expert_count)
     )
+    return gpu_active, cpu_active, decode, kv_read, bw_cpu
+
+
+def _setup_notes(profile: HardwareProfile, gpus: list[Gpu], kv_type: str) -> list[str]:
+    notes = []
+    if kv_type != "f16":
+        notes.append(f"a {kv_type} KV cache needs flash attention (OLLAMA_FLASH_ATTENTION=1, OLLAMA_KV_CACHE_TYPE={kv_type})")
+    for g in (g for g in profile.gpus if g not in gpus):
+        notes.append(f"{g.name}: not used ({verdict(g).reason})" + (f"; {verdict(g).advisory}" if verdict(g).advisory else ""))
+    return notes
+
+
+def _kv_notes(facts: ModelFacts, kv_type: str, kv_token: float) -> list[str]:
+    if facts.layout == "legacy":
+        return [f"legacy deepseek2 GGUF: an MHA-sized KV cache of {kv_token / MIB:.2f} MiB per token "
+                f"({kv_cache_bytes(facts, 2048, kv_type) / GIB:.1f} GiB at 2048 tokens); MLA re-quants need ~1/70 of that"]
+    if facts.layout == "mla":
+        return [f"MLA deepseek2 GGUF: a compressed KV cache of {kv_token / 1024:.0f} KiB per token (K only)"]
+    return []
+
+
+def _no_fit_note(layout: _Layout, profile: HardwareProfile, gpus: list[Gpu], old_version: tuple[int, int, int] | None,
+                 kv_total: int, num_ctx: int) -> str:
+    """Why a plan cannot load: old Ollama's own refusal, or the RAM it would need."""
+    if old_version is not None:
+        return (f"does not fit: Ollama {'.'.join(map(str, old_version))} refuses when the CPU share "
+                f"({layout.ram_needed / GIB:.0f} GiB) exceeds free RAM + swap")
+    return (f"does not fit: needs {layout.ram_needed / GIB:.0f} GiB of RAM for "
+            f"{'the weights, ' if layout.cpu_weights else ''}the KV cache ({kv_total / GIB:.0f} GiB at {num_ctx} tokens) "
+            f"and buffers{' beyond what the GPUs hold' if gpus else ''}; {_ram_available(profile, 0) / GIB:.0f} GiB is free")
+
+
+def _prefill_speed(facts: ModelFacts, profile: HardwareProfile, gpus: list[Gpu], gpu_active: float,
+                   cpu_active: float) -> float:
+    """Prompt tokens per second: compute-bound, split by where the active weights sit."""
+    gpu_flops = speed.gpu_spec(gpus[0])[1] if gpus else 0.0
     active_params = facts.params * (facts.active_bytes / max(facts.weight_bytes - facts.embed_bytes, 1))
     total_active = gpu_active + cpu_active
     gpu_frac = gpu_active / total_active if total_active else 0.0
     flops = 1.0 / ((gpu_frac / (gpu_flops * 0.35) if gpu_flops else 0.0) + (1 - gpu_frac) / speed.cpu_flops(profile))
-    prefill = flops / (2 * active_params) if active_params else 0.0
+    return flops / (2 * active_params) if active_params else 0.0
+
+
+def _shares(layout: _Layout, gpus: list[Gpu]) -> tuple[GpuShare, ...]:
+    """Each usable GPU's budget, what the plan puts on it, and its layers."""
+    shares = []
+    budgets = _budgets(gpus, layout.compute)
+    used_iter = iter(layout.gpu_used)
+    for i, gpu in enumerate(gpus):
+        count = layout.gpu_layer_counts[i] if i < len(layout.gpu_layer_counts) else 0
+        used = next(used_iter, 0) if count else 0
+        shares.append(GpuShare(gpu.index, gpu.name, budgets[i], used, count))
+    return tuple(shares)
+
+
+def _plan_at(
+    facts: ModelFacts,
+    profile: HardwareProfile,
+    ctx: int,
+    *,
+    kv_type: str = "f16",
+    engine: str = "ollama",
+    ollama_version: str | None = None,
+    parallel: int = 1,
+    num_gpu: int | None = None,
+    cpu_bw: float | None = None,
+    variant: str | None = None,
+) -> Plan:
+    version = parse_version(ollama_version) if ollama_version else LATEST_OLLAMA
+    gpus = _usable(profile, engine)
+    flash = bool(gpus) or kv_type != "f16"
+    notes = _setup_notes(profile, gpus, kv_type)
+
+    trained = facts.context_length
+    if ctx > trained:
+        notes.append(f"num_ctx {ctx} is more than the model's trained context; capped at {trained}")
+    num_ctx = min(ctx, trained)
+    layout = _layout(facts, gpus, num_ctx, kv_type, parallel, flash, profile, engine, version, num_gpu)
+
+    kv_total = kv_cache_bytes(facts, num_ctx, kv_type, parallel)
+    kv_token = kv_bytes_per_token(facts, kv_type)
+    notes.extend(_kv_notes(facts, kv_type, kv_token))
+
+    old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
+    pinned, reason = _num_gpu(layout, facts, engine, version, num_gpu)
+    ot = _ot_pattern(layout.experts_on_cpu_from, facts.block_count) if layout.experts_on_cpu_from is not None else None
+    gpu_active, cpu_active, decode, kv_read, bw_cpu = _decode_speed(layout, facts, profile, gpus, kv_token, num_ctx,
+                                                                    cpu_bw, notes)
+    prefill = _prefill_speed(facts, profile, gpus, gpu_active, cpu_active)
+    total_active = gpu_active + cpu_active
     if layout.placement == "none":
         decode = prefill = 0.0
     notes.append(
@@ -442,30 +487,13 @@ def _plan_at(
     # "fits" means it runs from memory; streaming weights from disk (mmap) is possible but not a fit.
     fits = layout.placement not in ("none", "mmap")
     if layout.placement == "none":
-        notes.append(
-            "does not fit: " + (
-                f"Ollama {'.'.join(map(str, version))} refuses when the CPU share ({layout.ram_needed / GIB:.0f} GiB) "
-                "exceeds free RAM + swap" if old_ollama else
-                f"needs {layout.ram_needed / GIB:.0f} GiB of RAM for "
-                f"{'the weights, ' if layout.cpu_weights else ''}the KV cache "
-                f"({kv_total / GIB:.0f} GiB at {num_ctx} tokens) and buffers"
-                f"{' beyond what the GPUs hold' if gpus else ''}; {_ram_available(profile, 0) / GIB:.0f} GiB is free"
-            )
-        )
+        notes.append(_no_fit_note(layout, profile, gpus, version if old_ollama else None, kv_total, num_ctx))
     ngl = "999" if pinned == 999 else str(layout.gpu_layers)
     cli_args = f"-c {num_ctx} -ngl {ngl} -t {profile.cpu.physical_cores}"
     if kv_type != "f16":
         cli_args += f" -fa on --cache-type-k {kv_type} --cache-type-v {kv_type}"
     if ot:
         cli_args += f' -ot "{ot}"'
-    shares = []
-    layout_counts = [c for c in layout.gpu_layer_counts]
-    budgets = _budgets(gpus, layout.compute)
-    used_iter = iter(layout.gpu_used)
-    for i, gpu in enumerate(gpus):
-        count = layout_counts[i] if i < len(layout_counts) else 0
-        used = next(used_iter, 0) if count else 0
-        shares.append(GpuShare(gpu.index, gpu.name, budgets[i], used, count))
     return Plan(
         variant=variant or facts.name,
         model=facts.name,
@@ -491,7 +519,7 @@ def _plan_at(
         prefill_tokens_per_s=round(prefill, 1),
         override_tensors=ot,
         llama_cpp_args=cli_args,
-        gpus=tuple(shares),
+        gpus=_shares(layout, gpus),
         unsloth_offload=unsloth,
         exact=facts.exact,
         facts_source=facts.source,
