@@ -21,6 +21,8 @@ SPECS = {
                                          q_lora_rank=128, kv_lora_rank=64, n_ff=1024),
     "deepseek2-legacy": ModelSpec.deepseek2("legacy", n_embd=512, n_layer=6, n_head=8, n_expert=16, n_ff_exp=256,
                                             q_lora_rank=128, kv_lora_rank=64, n_ff=1024),
+    "deepseek32": ModelSpec.deepseek32(n_embd=512, n_layer=6, n_head=8, n_expert=16, n_ff_exp=256, q_lora_rank=128,
+                                       kv_lora_rank=64, n_ff=1024, index_n_head=8, index_head_dim=128, index_topk=64),
     "qwen2": ModelSpec.qwen2(n_embd=512, n_layer=8, n_head=8, n_head_kv=2, n_ff=1536),
     "llama": ModelSpec.llama(n_embd=512, n_layer=8, n_head=8, n_head_kv=4, n_ff=1536),
 }
@@ -45,15 +47,16 @@ def llama_cpp_report(path, n_ctx: int) -> tuple[float, float, float]:
     buffers = re.findall(r"(\S+) model buffer size\s*=\s*([\d.]+) MiB", log)
     model = sum(float(size) for kind, size in buffers if kind not in REPACKED)
     repacked = sum(float(size) for kind, size in buffers if kind in REPACKED)
-    kv = re.search(r"llama_kv_cache(?:_unified)?: size\s*=\s*([\d.]+) MiB", log)
+    # one line per cache: deepseek32's DSA cache is two (MLA latent cache, then the indexer's)
+    kv = re.findall(r"llama_kv_cache(?:_unified)?: size\s*=\s*([\d.]+) MiB", log)
     assert model and kv, log[-2000:]
-    return model, repacked, float(kv[1])
+    return model, repacked, sum(float(size) for size in kv)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reality")
-    return {kind: write_model(folder / f"{kind}.gguf", spec, dtype="q8_0" if "mla" in kind else "f16", fast_fill=True)[0]
+    return {kind: write_model(folder / f"{kind}.gguf", spec, dtype="q8_0" if "mla" in kind or "deepseek3" in kind else "f16", fast_fill=True)[0]
             for kind, spec in SPECS.items()}
 
 

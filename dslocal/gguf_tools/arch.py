@@ -1,4 +1,4 @@
-"""Tensor layouts of the GGUF architectures dslocal handles (deepseek2, qwen2, llama).
+"""Tensor layouts of the GGUF architectures dslocal handles (deepseek2, deepseek32, qwen2, llama).
 
 Pure knowledge of which tensors a model of given dimensions has and their shapes
 (ggml order). The test-model generator writes these; the planner counts them to
@@ -12,8 +12,18 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-ARCHES = ("deepseek2", "qwen2", "llama")
+ARCHES = ("deepseek2", "qwen2", "llama", "deepseek32")
 LAYOUTS = ("legacy", "mla")
+MLA_ARCHES = ("deepseek2", "deepseek32")  # DeepSeek's multi-head latent attention (q/kv LoRA, latent cache)
+
+# The KV cache each architecture gets in llama.cpp (llama_model::create_memory):
+# deepseek32 gets llama_kv_cache_dsa: the MLA latent K cache plus the lightning indexer's K cache.
+CACHE_LAYOUTS = {
+    "mla": "MLA latent cache: K only, kv_lora_rank + rope per layer and token",
+    "legacy": "MHA-sized cache: K and V for every head",
+    "dsa": "DSA: MLA latent K cache (kv_lora_rank + rope) plus indexer K cache (indexer key_length) per layer and token",
+    "gqa": "K and V for each KV head",
+}
 
 
 @dataclass(frozen=True)
@@ -41,16 +51,27 @@ class ModelSpec:
     n_expert_shared: int = 1
     n_ff_exp: int = 32
     seed: int = 0
+    # deepseek32 (DeepSeek V3.2) lightning indexer (DSA); head_dim >= 64, a power of two (Hadamard rotation)
+    index_n_head: int = 4
+    index_head_dim: int = 64
+    index_topk: int = 16
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHES:
             raise ValueError(f"arch must be one of {ARCHES}, not {self.arch!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+        if self.arch == "deepseek32" and self.layout != "mla":
+            raise ValueError("deepseek32 requires the MLA layout (llama.cpp refuses anything else)")
 
     @classmethod
     def deepseek2(cls, layout: str = "mla", **kw: object) -> ModelSpec:
         return cls(arch="deepseek2", layout=layout, name=f"dslocal-test-deepseek2-{layout}", **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def deepseek32(cls, **kw: object) -> ModelSpec:
+        """DeepSeek V3.2: deepseek2's MLA blocks plus the lightning indexer (DSA top-k)."""
+        return cls(arch="deepseek32", layout="mla", name="dslocal-test-deepseek32", **kw)  # type: ignore[arg-type]
 
     @classmethod
     def qwen2(cls, **kw: object) -> ModelSpec:
@@ -64,9 +85,20 @@ class ModelSpec:
         return dataclasses.replace(self, **kw)  # type: ignore[arg-type]
 
     @property
+    def is_mla_family(self) -> bool:
+        return self.arch in MLA_ARCHES
+
+    @property
+    def cache_layout(self) -> str:
+        """The key of :data:`CACHE_LAYOUTS` llama.cpp's cache for this model follows."""
+        if self.arch == "deepseek32":
+            return "dsa"
+        return self.layout if self.is_mla_family else "gqa"
+
+    @property
     def key_length(self) -> int:
         """Per-head K length as written in the GGUF (MLA: kv_lora_rank + rope)."""
-        if self.arch != "deepseek2":
+        if not self.is_mla_family:
             return self.n_embd // self.n_head
         if self.layout == "mla":
             return self.kv_lora_rank + self.rope_dim
@@ -74,13 +106,13 @@ class ModelSpec:
 
     @property
     def value_length(self) -> int:
-        if self.arch != "deepseek2":
+        if not self.is_mla_family:
             return self.n_embd // self.n_head
         return self.kv_lora_rank if self.layout == "mla" else self.v_head_dim
 
     @property
     def head_count_kv(self) -> int:
-        if self.arch != "deepseek2":
+        if not self.is_mla_family:
             return self.n_head_kv
         return 1 if self.layout == "mla" else self.n_head
 
@@ -119,6 +151,8 @@ def _deepseek2_block(spec: ModelSpec, i: int) -> Iterator[TensorPlan]:
         )
     yield TensorPlan(p + "attn_output.weight", (h * spec.v_head_dim, e), "weight")
     yield TensorPlan(p + "ffn_norm.weight", (e,), "norm")
+    if spec.arch == "deepseek32":
+        yield from _indexer(spec, p)
     if i < spec.n_dense_lead:
         yield from _dense_ffn(p, e, spec.n_ff)
         return
@@ -132,6 +166,16 @@ def _deepseek2_block(spec: ModelSpec, i: int) -> Iterator[TensorPlan]:
     yield TensorPlan(p + "ffn_gate_shexp.weight", (e, s), "weight")
     yield TensorPlan(p + "ffn_up_shexp.weight", (e, s), "weight")
     yield TensorPlan(p + "ffn_down_shexp.weight", (s, e), "weight")
+
+
+def _indexer(spec: ModelSpec, p: str) -> Iterator[TensorPlan]:
+    """DeepSeek V3.2's lightning indexer (llama_model_deepseek32::load_arch_tensors)."""
+    d, n = spec.index_head_dim, spec.index_n_head
+    yield TensorPlan(p + "indexer.k_norm.weight", (d,), "norm")
+    yield TensorPlan(p + "indexer.k_norm.bias", (d,), "bias")
+    yield TensorPlan(p + "indexer.proj.weight", (spec.n_embd, n), "weight")
+    yield TensorPlan(p + "indexer.attn_k.weight", (spec.n_embd, d), "weight")
+    yield TensorPlan(p + "indexer.attn_q_b.weight", (spec.q_lora_rank, n * d), "weight")
 
 
 def _dense_ffn(p: str, e: int, ff: int) -> Iterator[TensorPlan]:
@@ -161,7 +205,7 @@ def _gqa_block(spec: ModelSpec, i: int) -> Iterator[TensorPlan]:
 def tensor_plan(spec: ModelSpec, n_vocab: int) -> list[TensorPlan]:
     """Every tensor of the model in the order convert_hf_to_gguf writes them."""
     plans = [TensorPlan("token_embd.weight", (spec.n_embd, n_vocab), "embed")]
-    block = _deepseek2_block if spec.arch == "deepseek2" else _gqa_block
+    block = _deepseek2_block if spec.is_mla_family else _gqa_block
     for i in range(spec.n_layer):
         plans.extend(block(spec, i))
     plans.append(TensorPlan("output_norm.weight", (spec.n_embd,), "norm"))

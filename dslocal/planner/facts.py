@@ -29,7 +29,7 @@ class ModelFacts:
     n_head_kv: int
     key_length: int
     value_length: int
-    layout: str | None  # deepseek2: "mla" (compressed, K-only cache) or "legacy" (MHA-sized cache)
+    layout: str | None  # deepseek2: "mla" (compressed, K-only cache) or "legacy" (MHA-sized cache); deepseek32: "dsa"
     n_vocab: int
     expert_count: int
     expert_used: int
@@ -40,6 +40,8 @@ class ModelFacts:
     params: int
     exact: bool
     source: str
+    indexer_key_length: int = 0  # deepseek32: the lightning indexer's cached key per layer and token
+    nextn_layers: int = 0  # MTP blocks counted in block_count; llama.cpp's trunk cache leaves them out
 
     @property
     def weight_bytes(self) -> int:
@@ -88,6 +90,8 @@ def from_shard_set(shard_set: ShardSet, name: str | None = None) -> ModelFacts:
     layout = None
     if h.arch == "deepseek2":
         layout = "mla" if "attn_k_b" in names or h.arch_get("attention.key_length_mla") is not None else "legacy"
+    elif h.arch == "deepseek32":
+        layout = "dsa"
     return ModelFacts(
         name=name or str(h.get("general.name") or shard_set.files[0]),
         architecture=str(h.arch),
@@ -109,6 +113,8 @@ def from_shard_set(shard_set: ShardSet, name: str | None = None) -> ModelFacts:
         params=params,
         exact=True,
         source="GGUF header",
+        indexer_key_length=int(h.arch_get("attention.indexer.key_length", 0) or 0),
+        nextn_layers=int(h.arch_get("nextn_predict_layers", 0) or 0),
     )
 
 

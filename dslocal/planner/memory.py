@@ -3,7 +3,10 @@
 Checked against llama.cpp's own report (``tests/test_planner_reality.py``): the model
 buffer is the sum of tensor bytes; the KV cache has ``n_ctx`` rounded up to 256 cells;
 the MLA layout caches K only (``kv_lora_rank + rope`` per layer and token, since
-llama.cpp's V-less cache); every other layout caches K and V for each KV head.
+llama.cpp's V-less cache); deepseek32's DSA cache (``llama_kv_cache_dsa``) is that MLA
+cache plus the lightning indexer's K-only cache (one head of ``indexer.key_length``), both
+of the K cache type, for the trunk layers (MTP blocks excluded); every other layout caches
+K and V for each KV head.
 """
 
 from __future__ import annotations
@@ -24,13 +27,22 @@ def padded_ctx(n_ctx: int) -> int:
 
 def kv_bytes_per_token_layer(facts: ModelFacts, cache_type: str = "f16") -> float:
     size = CACHE_TYPES[cache_type]
+    if facts.layout == "dsa":
+        return (facts.key_length * facts.n_head_kv + facts.indexer_key_length) * size
     if facts.layout == "mla":
         return facts.key_length * facts.n_head_kv * size  # K only (kv_lora_rank + rope)
     return facts.n_head_kv * (facts.key_length + facts.value_length) * size
 
 
+def kv_layers(facts: ModelFacts) -> int:
+    """Blocks with a KV cache: the DSA cache covers the trunk, not the MTP (nextn) blocks."""
+    if facts.layout == "dsa":
+        return facts.block_count - facts.nextn_layers
+    return facts.block_count
+
+
 def kv_bytes_per_token(facts: ModelFacts, cache_type: str = "f16") -> float:
-    return facts.block_count * kv_bytes_per_token_layer(facts, cache_type)
+    return kv_layers(facts) * kv_bytes_per_token_layer(facts, cache_type)
 
 
 def kv_cache_bytes(facts: ModelFacts, n_ctx: int, cache_type: str = "f16", parallel: int = 1) -> int:

@@ -2,7 +2,8 @@
 
 The models are small (kilobytes) by default and can be scaled up to gigabytes for
 benchmarks. They load and generate in llama.cpp: the weights are random, but the
-file is a faithful ``deepseek2`` (legacy or MLA layout), ``qwen2`` or ``llama`` GGUF
+file is a faithful ``deepseek2`` (legacy or MLA layout), ``deepseek32`` (V3.2: MLA plus the
+lightning indexer), ``qwen2`` or ``llama`` GGUF
 with a GPT-2 byte-level vocabulary carrying DeepSeek's special tokens.
 
 Everything is streamed to disk one tensor at a time, so writing a multi-gigabyte
@@ -105,7 +106,7 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, USER, ASSISTANT, THINK_OPEN, THINK_CLOSE)
 
-PRE_TOKENIZER = {"deepseek2": "deepseek-v3", "qwen2": "deepseek-r1-qwen", "llama": "llama-bpe"}
+PRE_TOKENIZER = {"deepseek2": "deepseek-v3", "qwen2": "deepseek-r1-qwen", "llama": "llama-bpe", "deepseek32": "deepseek-v3"}
 
 # A compact Jinja chat template in DeepSeek-R1's shape (system first, then
 # <｜User｜>/<｜Assistant｜> turns, reasoning opened with <think>).
@@ -240,7 +241,7 @@ def _add_parameters(writer, spec: ModelSpec, vocab: Vocab) -> None:
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(10000.0)
     writer.add_vocab_size(len(vocab.tokens))
-    if a == "deepseek2":
+    if a in ("deepseek2", "deepseek32"):
         writer.add_leading_dense_block_count(spec.n_dense_lead)
         writer.add_q_lora_rank(spec.q_lora_rank)
         writer.add_kv_lora_rank(spec.kv_lora_rank)
@@ -257,8 +258,18 @@ def _add_parameters(writer, spec: ModelSpec, vocab: Vocab) -> None:
         writer.add_expert_weights_norm(True)
         writer.add_uint32(f"{a}.expert_gating_func", 2)  # sigmoid, as R1/V3
         writer.add_rope_dimension_count(spec.rope_dim)
+        if a == "deepseek32":
+            _add_indexer(writer, spec)
     else:
         writer.add_rope_dimension_count(spec.n_embd // spec.n_head)
+
+
+def _add_indexer(writer, spec: ModelSpec) -> None:
+    """The lightning indexer's keys, as llama_model_deepseek32::load_arch_hparams reads them."""
+    a = spec.arch
+    writer.add_uint32(f"{a}.attention.indexer.head_count", spec.index_n_head)
+    writer.add_uint32(f"{a}.attention.indexer.key_length", spec.index_head_dim)
+    writer.add_uint32(f"{a}.attention.indexer.top_k", spec.index_topk)
 
 
 def _add_tokenizer(writer, spec: ModelSpec, vocab: Vocab) -> None:
