@@ -12,7 +12,9 @@ from dslocal.errors import InputError
 from dslocal.ollama.modelfile import STOP_TOKENS, load_family, parse, quote, render
 
 GOLDEN = Path(__file__).parent / "golden"
-FAMILIES = ("deepseek-r1", "deepseek-r1-0528", "deepseek-v3", "distill-qwen", "distill-llama", "qwen3")
+FAMILIES = ("deepseek-r1", "deepseek-r1-0528", "deepseek-v3", "deepseek-v3.1", "deepseek-v3.2", "deepseek-v4",
+            "distill-qwen", "distill-llama", "qwen3")
+NATIVE = ("deepseek-v3.2", "deepseek-v4")  # no TEMPLATE: the GGUF's own jinja runs (DSML tool calls)
 
 
 @pytest.mark.parametrize("key", FAMILIES)
@@ -25,6 +27,9 @@ def test_golden_modelfiles(key):
     assert params["stop"] == list(STOP_TOKENS)
     assert params["num_ctx"] == 8192 and params["num_thread"] == 16
     assert ("num_gpu" in params) == (key == "deepseek-r1")
+    if key in NATIVE:
+        assert parsed.template is None and "TEMPLATE" not in text
+        return
     assert "<｜User｜>" in parsed.template and "<｜Assistant｜>" in parsed.template
     thinking = "range $i, $_ := .Messages" in parsed.template and ".Thinking" in parsed.template
     assert thinking == (key != "deepseek-v3"), "thinking-capable exactly when the model reasons"
@@ -107,3 +112,43 @@ def test_cli_modelfile_uses_the_plan(cli, dslocal_home, tmp_path):
     assert params["min_p"] == 0.05
     new = cli("modelfile", "r1-distill-qwen-7b", "--hw", "rtx4090-64gb")
     assert "num_gpu" not in new.stdout, "Ollama >= 0.30: num_gpu stays unset"
+
+
+def test_a_family_without_a_template_writes_none_and_sends_none():
+    """V3.2 and V4: no TEMPLATE in the Modelfile, no template field in /api/create, no template layer."""
+    from dslocal.ollama.templates import JINJA, expected_use
+    from dslocal.pipeline import create
+
+    for key in NATIVE:
+        family = load_family(key)
+        assert family.template == ""
+        assert expected_use(family.template or None, "{% if thinking %}<think>{% endif %}</think>").runs == JINJA
+    v31 = load_family("deepseek-v3.1")
+    assert v31.template.startswith("{{") and (v31.temperature, v31.top_p) == (0.6, 0.95)
+    v4 = load_family("deepseek-v4")
+    assert (v4.temperature, v4.top_p) == (1.0, 1.0)
+
+    sent = {}
+
+    class Client:
+        url = "http://x"
+
+        def create(self, name, **kw):
+            sent.update(kw)
+
+    class Store:
+        def blob_path(self, digest):
+            return Path("/nonexistent") / digest
+
+        def model_layer(self, name):
+            return "sha256-model"
+
+        def referenced(self):
+            return {"sha256-abc"}
+
+    class Resolved:
+        template = "deepseek-v4"
+
+    create.create_via_api(Client(), Store(), "v4:latest", "sha256-abc", 1, Resolved(), {"num_ctx": 4096},
+                          shared_store=True, server_rewrites=False, notify=lambda _: None, progress=lambda _: None)
+    assert sent["template"] is None and sent["parameters"] == {"num_ctx": 4096}

@@ -125,7 +125,7 @@ def parse(text: str) -> Modelfile:
 class Family:
     key: str
     description: str
-    template: str  # the TEMPLATE body
+    template: str  # the TEMPLATE body; "" = no TEMPLATE, the GGUF's own chat template runs
     temperature: float | None
     top_p: float | None
     min_p: float | None
@@ -141,10 +141,11 @@ def load_family(key: str) -> Family:
     if key not in families:
         raise InputError(f"no Modelfile family {key!r}", f"known: {', '.join(families)}")
     entry = families[key]
+    name = entry.get("template", "")
     return Family(
         key=key,
         description=entry.get("description", key),
-        template=read_data("modelfiles", entry["template"]).rstrip("\n"),
+        template=read_data("modelfiles", name).rstrip("\n") if name else "",
         temperature=entry.get("temperature"),
         top_p=entry.get("top_p"),
         min_p=entry.get("min_p"),
@@ -175,7 +176,8 @@ def render(
     if comment:
         lines.extend(f"# {line}" for line in comment.splitlines())
     lines.append(f"FROM {quote(from_)}")
-    lines.append(f'TEMPLATE """{family.template}"""')
+    if family.template:
+        lines.append(f'TEMPLATE """{family.template}"""')
     system = family.system if system is None else system
     if system:
         lines.append(f"SYSTEM {quote(system)}")

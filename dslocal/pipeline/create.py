@@ -61,7 +61,7 @@ def create_direct(store: Store, name: str, digest: str, blob_bytes: int, resolve
     notify("--direct: the model was validated by dslocal; Ollama's own import checks were skipped")
     file_type = FILE_TYPES.get(int(header.get("general.file_type", -1) or -1), "unknown")
     store.write_manifest(name, digest, blob_bytes, family=str(header.arch), file_type=file_type,
-                         parameter_count=sum(t.n_elements for t in header.tensors), template=family.template,
+                         parameter_count=sum(t.n_elements for t in header.tensors), template=family.template or None,
                          system=family.system or None, parameters=parameters)
     return digest
 
@@ -82,7 +82,8 @@ def create_via_api(client: OllamaClient, store: Store, name: str, digest: str, b
 
         client.push_blob(ours, digest, progress=uploaded)
     base = default_name(name.rpartition(":")[0].rsplit("/", 1)[-1])
-    client.create(name, files={f"{base}.gguf": digest}, template=family.template, system=family.system or None,
+    # A family without a template sends none: the server then runs the GGUF's own chat template.
+    client.create(name, files={f"{base}.gguf": digest}, template=family.template or None, system=family.system or None,
                   parameters=parameters, progress=CreateProgress(notify, progress))
     model_digest = store.model_layer(name) if shared_store else digest
     # Never delete a blob that any manifest, of any registry host, references (protocol audit, findings 4, 15).
