@@ -99,3 +99,20 @@ def test_ollama_library_names_point_at_the_catalog():
     with pytest.raises(NotFoundError) as info:
         catalog.get("deepseek-r1:7b")
     assert "Ollama's library name" in info.value.message and "r1-distill-qwen-7b" in info.value.hint
+
+
+def test_recommend_lists_what_it_cannot_plan_last_and_says_so():
+    from dataclasses import replace
+
+    from dslocal.catalog import Catalog
+    from dslocal.hardware.presets import load_profile
+    from dslocal.planner.rank import recommend, way_out
+
+    profile = load_profile("rtx4090-128gb")
+    unknown = replace(CATALOG.get("v3-q4"), id="x-unknown", aliases=(), model="DeepSeek-Unknown")
+    ranked = recommend(Catalog([CATALOG.get("r1-distill-qwen-7b"), unknown]), profile)
+    assert [r.variant.id for r in ranked] == ["r1-distill-qwen-7b-q4_k_m", "x-unknown"]
+    last = ranked[-1]
+    assert not last.planned and not last.usable and last.plan.placement == "none"
+    assert "not yet planned" in last.reason and "DeepSeek-Unknown" in last.reason
+    assert "x-unknown" not in way_out(ranked, profile)

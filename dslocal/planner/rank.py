@@ -19,10 +19,31 @@ class Ranked:
     variant: Variant
     plan: Plan
     reason: str
+    planned: bool = True  # False: the planner has no size model for the architecture yet
 
     @property
     def usable(self) -> bool:
-        return self.plan.fits and self.plan.decode_tokens_per_s >= USABLE_TOKENS_PER_S
+        return self.planned and self.plan.fits and self.plan.decode_tokens_per_s >= USABLE_TOKENS_PER_S
+
+
+def not_yet_planned(variant: Variant) -> str | None:
+    """Why the planner cannot estimate ``variant`` yet (no tensor shapes for its model or architecture), or None."""
+    try:
+        from_variant(variant)
+    except (KeyError, ValueError):
+        return (f"not yet planned: the planner has no tensor shapes for {variant.model} ({variant.architecture}) "
+                f"yet; {variant.size_bytes / 1e9:.0f} GB of weights")
+    return None
+
+
+def _unplanned(variant: Variant, why: str, ollama_version: str | None) -> Plan:
+    """A plan that places nothing, for a variant the planner cannot estimate yet."""
+    return Plan(variant=variant.id, model=variant.model, engine="ollama", ollama_version=ollama_version, fits=False,
+                placement="none", num_gpu=None, num_gpu_reason=why, gpu_layers=0, total_layers=variant.block_count,
+                num_ctx=0, num_thread=0, kv_cache_type="f16", flash_attention=False,
+                weights_bytes=variant.size_bytes, gpu_bytes=0, ram_bytes=0, kv_cache_bytes=0, kv_bytes_per_token=0,
+                compute_bytes=0, decode_tokens_per_s=0.0, prefill_tokens_per_s=0.0, override_tensors=None,
+                llama_cpp_args="", gpus=(), unsloth_offload=None, exact=False, facts_source="none", notes=(why,))
 
 
 def describe(variant: Variant, p: Plan) -> str:
@@ -44,7 +65,7 @@ def describe(variant: Variant, p: Plan) -> str:
 
 def _key(item: Ranked) -> tuple:
     p = item.plan
-    category = 0 if item.usable else 1 if p.fits else 2 if p.placement == "mmap" else 3
+    category = 0 if item.usable else 1 if p.fits else 2 if p.placement == "mmap" else 3 if item.planned else 4
     return category, item.variant.quality_tier, -p.decode_tokens_per_s
 
 
@@ -53,6 +74,11 @@ def recommend(catalog: Catalog, profile: HardwareProfile, ollama_version: str | 
     for variant in catalog:
         if variant.multi_node:
             continue
+        why = not_yet_planned(variant)
+        if why is not None:
+            ranked.append(Ranked(variant, _unplanned(variant, why, ollama_version),
+                                 f"{variant.model} {variant.quant}: {why}", planned=False))
+            continue
         p = plan(from_variant(variant), profile, ollama_version=ollama_version, variant=variant.id)
         ranked.append(Ranked(variant, p, describe(variant, p)))
     return sorted(ranked, key=_key)
@@ -60,7 +86,7 @@ def recommend(catalog: Catalog, profile: HardwareProfile, ollama_version: str | 
 
 def way_out(ranked: list[Ranked], profile: HardwareProfile) -> str:
     """When nothing is usable: the cheapest way out, honestly."""
-    smallest = min(ranked, key=lambda r: r.variant.size_bytes)
+    smallest = min((r for r in ranked if r.planned), key=lambda r: r.variant.size_bytes)
     missing = max(smallest.plan.ram_bytes - profile.memory.available_bytes, 0)
     return (
         f"nothing runs well here; the smallest model, {smallest.variant.model} {smallest.variant.quant}, "
