@@ -2,16 +2,29 @@
 
 deepseek32 (DeepSeek V3.2) is deepseek2's MLA plus the lightning indexer (DSA top-k); its
 tensors and keys are what llama_model_deepseek32::load_arch_hparams / load_arch_tensors read.
+deepseek4 (DeepSeek V4) has one K=V head per layer, a grouped low-rank output, hyper-connections
+(4 residual streams), per-layer compression (CSA with the indexer, HCA), hash-routed first layers
+and many experts with few active (llama_model_deepseek4).
 """
 
 from __future__ import annotations
+
+import re
+import subprocess
+import sys
 
 import gguf
 import pytest
 
 from dslocal.gguf_tools.shards import open_local_set
 from dslocal.planner.facts import from_shard_set
-from dslocal.planner.memory import kv_bytes_per_token
+from dslocal.planner.memory import (
+    MIB,
+    dsv4_cache_bytes,
+    kv_bytes_per_token,
+    kv_bytes_per_token_layer,
+    kv_cache_bytes,
+)
 from dslocal.testing.ggufgen import ModelSpec, build_vocab, write_model
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -20,7 +33,7 @@ from llama_load import no_repack  # noqa: E402
 no_repack()  # AMX repacking crashes batched Q8_0 decoding here (tests/llama_load.py)
 
 PROMPT = "<｜User｜>Hello there, what is the cat doing?<｜Assistant｜><think>\n"
-SPECS = {"deepseek32": ModelSpec.deepseek32()}
+SPECS = {"deepseek32": ModelSpec.deepseek32(), "deepseek4": ModelSpec.deepseek4()}
 
 
 def greedy(path, n_tokens: int = 16) -> list[int]:
@@ -73,3 +86,91 @@ def test_deepseek32_kv_per_token_is_the_latent_plus_the_indexer_key(tmp_path):
     per_layer = (spec.kv_lora_rank + spec.rope_dim + 128) * 2
     assert kv_bytes_per_token(facts, "f16") == spec.n_layer * per_layer
     assert facts.expert_count == spec.n_expert and facts.expert_used == spec.n_expert_used
+
+
+def test_deepseek4_carries_its_keys_and_tensors(tmp_path):
+    spec = ModelSpec.deepseek4()
+    (path,) = write_model(tmp_path / "v4.gguf", spec, dtype="f16")
+    reader = gguf.GGUFReader(path)
+    f = {k: v.contents() for k, v in reader.fields.items()}
+    assert f["general.architecture"] == "deepseek4"
+    assert f["deepseek4.attention.compress_ratios"] == list(spec.compress_ratios)
+    assert f["deepseek4.hyper_connection.count"] == 4
+    assert f["deepseek4.expert_gating_func"] == 4  # sqrtsoftplus
+    assert f["deepseek4.embedding_length_out"] == 4 * spec.n_embd
+    assert f["deepseek4.attention.head_count_kv"] == 1
+    tensors = {t.name: t for t in reader.tensors}
+    shapes = {name: tuple(int(n) for n in t.shape) for name, t in tensors.items()}
+    assert shapes["output_hc_fn.weight"] == (4 * spec.n_embd, 4)
+    for i, ratio in enumerate(spec.compress_ratios):
+        p = f"blk.{i}."
+        assert shapes[p + "hc_attn_fn.weight"] == (4 * spec.n_embd, 6 * 4)
+        assert (p + "attn_compressor_kv.weight" in shapes) == (ratio != 0)
+        assert (p + "indexer.attn_q_b.weight" in shapes) == (ratio == 4)
+        assert (p + "ffn_gate_tid2eid.weight" in shapes) == (i < spec.n_hash_layers)
+        assert (p + "exp_probs_b.bias" in shapes) == (i >= spec.n_hash_layers)
+    assert shapes["blk.1.attn_compressor_kv.weight"] == (spec.n_embd, 2 * spec.head_dim)  # CSA: two halves
+    assert shapes["blk.2.attn_compressor_kv.weight"] == (spec.n_embd, spec.head_dim)  # HCA
+    table = tensors["blk.0.ffn_gate_tid2eid.weight"]
+    assert table.tensor_type == gguf.GGMLQuantizationType.I32
+    assert table.data.min() >= 0 and table.data.max() < spec.n_expert
+
+
+def test_deepseek4_facts_count_the_experts_and_the_compressed_caches(tmp_path):
+    spec = ModelSpec.deepseek4(n_expert=16, n_expert_used=2)
+    (path,) = write_model(tmp_path / "v4.gguf", spec, dtype="f16")
+    facts = from_shard_set(open_local_set(path))
+    assert (facts.layout, facts.compress_ratios, facts.sliding_window) == ("dsv4", spec.compress_ratios, 128)
+    assert facts.expert_count == 16 and facts.expert_used == 2
+    assert facts.expert_bytes == spec.n_layer * 3 * spec.n_embd * spec.n_ff_exp * 16 * 2
+    assert facts.active_bytes < facts.weight_bytes - facts.expert_bytes * 0.8
+    d, di = spec.head_dim, spec.index_head_dim
+    per_token = (2 * (d + di) / 4 + d / 128) * 2  # 2 CSA layers (+indexer), 1 HCA; the window is fixed
+    assert kv_bytes_per_token(facts, "f16") == pytest.approx(per_token)
+    assert kv_bytes_per_token_layer(facts, "f16") * spec.n_layer == pytest.approx(per_token)
+
+
+LOADER = """
+import sys
+from llama_cpp import Llama
+Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, swa_full=sys.argv[3] == "1", verbose=True)
+"""
+
+
+def _dsv4_log_mib(path, n_ctx: int, swa_full: bool) -> float:
+    out = subprocess.run([sys.executable, "-c", LOADER, str(path), str(n_ctx), "1" if swa_full else "0"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    log = out.stdout + out.stderr
+    sizes = re.findall(r"llama_kv_cache: size\s*=\s*([\d.]+) MiB", log)
+    sizes += re.findall(r"llama_dsv4_comp_state: \w+ ratio = .* size =\s*([\d.]+) MiB", log)
+    assert len(sizes) == 8, log[-2000:]  # raw base + window, CSA, HCA, indexer; three compressor states
+    return sum(float(s) for s in sizes)
+
+
+@pytest.mark.parametrize("swa_full", (True, False))
+def test_deepseek4_window_cache_follows_swa_full(tmp_path, swa_full):
+    """Without swa_full the raw cache holds the window plus a ubatch, not the whole context."""
+    spec = ModelSpec.deepseek4(head_dim=128, index_head_dim=128, n_layer=6, compress_ratios=(0, 4, 128, 4, 0, 0))
+    (path,) = write_model(tmp_path / "v4.gguf", spec, dtype="f16")
+    facts = from_shard_set(open_local_set(path))
+    predicted = dsv4_cache_bytes(facts, 8192, "f16", swa_full=swa_full) / MIB
+    assert predicted == pytest.approx(_dsv4_log_mib(path, 8192, swa_full), rel=0.02)
+    assert kv_cache_bytes(facts, 8192, swa_full=swa_full) == dsv4_cache_bytes(facts, 8192, "f16", swa_full)
+
+
+@pytest.mark.parametrize(("kind", "layout", "words"), [
+    ("deepseek32", "dsa", "lightning-indexer"),
+    ("deepseek4", "dsv4", "CSA/HCA compressed"),
+])
+def test_gguf_inspect_names_the_architecture_and_its_cache(tmp_path, dslocal_home, cli, kind, layout, words):
+    from dslocal.gguf_tools.inspect import inspect_set
+
+    (path,) = write_model(tmp_path / f"{kind}.gguf", SPECS[kind], dtype="q8_0")
+    att = inspect_set(open_local_set(path))["attention"]
+    assert att["layout"] == layout and words in att["cache"]
+    assert att["indexer_top_k"] == SPECS[kind].index_topk
+    assert (att["compress_ratios"] is not None) == (kind == "deepseek4")
+    result = cli("gguf", "inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"architecture    {kind}" in result.stdout
+    assert words in result.stdout

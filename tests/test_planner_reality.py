@@ -23,13 +23,16 @@ SPECS = {
                                             q_lora_rank=128, kv_lora_rank=64, n_ff=1024),
     "deepseek32": ModelSpec.deepseek32(n_embd=512, n_layer=6, n_head=8, n_expert=16, n_ff_exp=256, q_lora_rank=128,
                                        kv_lora_rank=64, n_ff=1024, index_n_head=8, index_head_dim=128, index_topk=64),
+    "deepseek4": ModelSpec.deepseek4(n_embd=512, n_layer=6, n_head=8, n_expert=32, n_expert_used=4, n_ff_exp=256,
+                                     q_lora_rank=128, head_dim=128, index_n_head=8, index_head_dim=128,
+                                     compress_ratios=(0, 4, 128, 4, 128, 4)),
     "qwen2": ModelSpec.qwen2(n_embd=512, n_layer=8, n_head=8, n_head_kv=2, n_ff=1536),
     "llama": ModelSpec.llama(n_embd=512, n_layer=8, n_head=8, n_head_kv=4, n_ff=1536),
 }
 LOADER = """
 import sys
 from llama_cpp import Llama
-Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, verbose=True)
+Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, swa_full=False, verbose=True)  # llama-server's default
 """
 
 
@@ -47,16 +50,18 @@ def llama_cpp_report(path, n_ctx: int) -> tuple[float, float, float]:
     buffers = re.findall(r"(\S+) model buffer size\s*=\s*([\d.]+) MiB", log)
     model = sum(float(size) for kind, size in buffers if kind not in REPACKED)
     repacked = sum(float(size) for kind, size in buffers if kind in REPACKED)
-    # one line per cache: deepseek32's DSA cache is two (MLA latent cache, then the indexer's)
+    # one line per cache: deepseek32's DSA cache is two (MLA latent cache, then the indexer's), deepseek4's
+    # five (raw base and window, CSA, HCA, indexer) and three compressor states
     kv = re.findall(r"llama_kv_cache(?:_unified)?: size\s*=\s*([\d.]+) MiB", log)
+    states = re.findall(r"llama_dsv4_comp_state: \w+ ratio = .* size =\s*([\d.]+) MiB", log)
     assert model and kv, log[-2000:]
-    return model, repacked, sum(float(size) for size in kv)
+    return model, repacked, sum(float(size) for size in kv + states)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reality")
-    return {kind: write_model(folder / f"{kind}.gguf", spec, dtype="q8_0" if "mla" in kind or "deepseek3" in kind else "f16", fast_fill=True)[0]
+    return {kind: write_model(folder / f"{kind}.gguf", spec, dtype="q8_0" if "mla" in kind or kind in ("deepseek32", "deepseek4") else "f16", fast_fill=True)[0]
             for kind, spec in SPECS.items()}
 
 

@@ -68,7 +68,7 @@ def _print_inspect(d: dict[str, Any]) -> None:
             ("experts", f"{d['expert_count']} routed, {d['expert_used_count']} used, {d['expert_shared_count']} shared")
         )
     if att["layout"]:
-        cache = "MLA (compressed KV cache)" if att["layout"] == "mla" else "legacy (MHA-sized KV cache)"
+        cache = att["cache"] or att["layout"]
         rows.append(("attention", f"{cache}; {att['head_count']} heads, {att['head_count_kv']} KV heads"))
     rows += [
         ("tensors", f"{d['tensor_count']:,} ({format_bytes(d['tensor_bytes'])})"),

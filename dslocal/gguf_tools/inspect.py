@@ -10,6 +10,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from dslocal.gguf_tools.arch import CACHE_LAYOUTS
 from dslocal.gguf_tools.ggml_types import FILE_TYPES, GGML_TYPES
 from dslocal.gguf_tools.shards import ShardSet
 
@@ -24,9 +25,19 @@ DEEPSEEK_SPECIAL_TOKENS = (
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
+# Architectures whose KV cache llama.cpp lays out its own way (llama_model::create_memory)
+ARCH_CACHE_LAYOUTS = {"deepseek32": "dsa", "deepseek4": "dsv4"}
+
+
 def attention_layout(shard_set: ShardSet) -> str | None:
-    """``mla`` (attn_k_b + attn_v_b, one KV head) or ``legacy`` (attn_kv_b, MHA-sized cache) for deepseek2."""
+    """The cache layout of a DeepSeek model (a key of :data:`CACHE_LAYOUTS`).
+
+    deepseek2: ``mla`` (attn_k_b + attn_v_b, one KV head) or ``legacy`` (attn_kv_b, MHA-sized
+    cache); deepseek32: ``dsa`` (MLA plus the indexer's key cache); deepseek4: ``dsv4``.
+    """
     header = shard_set.first
+    if header.arch in ARCH_CACHE_LAYOUTS:
+        return ARCH_CACHE_LAYOUTS[header.arch]
     if header.arch != "deepseek2":
         return None
     names = {t.name.rsplit(".", 2)[-2] for _, t in shard_set.tensors() if t.name.startswith("blk.")}
@@ -39,6 +50,19 @@ def attention_layout(shard_set: ShardSet) -> str | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _sparse_attention(h: Any) -> dict[str, Any]:
+    """The lightning indexer (deepseek32, deepseek4) and V4's compression and hyper-connections."""
+    ratios = h.arch_get("attention.compress_ratios")
+    return {
+        "indexer_head_count": _int(h.arch_get("attention.indexer.head_count")),
+        "indexer_key_length": _int(h.arch_get("attention.indexer.key_length")),
+        "indexer_top_k": _int(h.arch_get("attention.indexer.top_k")),
+        "sliding_window": _int(h.arch_get("attention.sliding_window")),
+        "compress_ratios": [int(r) for r in ratios] if isinstance(ratios, list) else None,
+        "hyper_connection_count": _int(h.arch_get("hyper_connection.count")),
+    }
 
 
 def inspect_set(shard_set: ShardSet) -> dict[str, Any]:
@@ -74,7 +98,8 @@ def inspect_set(shard_set: ShardSet) -> dict[str, Any]:
         "expert_shared_count": _int(h.arch_get("expert_shared_count")),
         "leading_dense_block_count": _int(h.arch_get("leading_dense_block_count")),
         "attention": {
-            "layout": attention_layout(shard_set),
+            "layout": (layout := attention_layout(shard_set)),
+            "cache": CACHE_LAYOUTS.get(layout) if layout else None,
             "head_count": _int(h.arch_get("attention.head_count")),
             "head_count_kv": _int(h.arch_get("attention.head_count_kv")),
             "key_length": _int(h.arch_get("attention.key_length")),
@@ -82,6 +107,7 @@ def inspect_set(shard_set: ShardSet) -> dict[str, Any]:
             "kv_lora_rank": _int(h.arch_get("attention.kv_lora_rank")),
             "q_lora_rank": _int(h.arch_get("attention.q_lora_rank")),
             "rope_dimension_count": _int(h.arch_get("rope.dimension_count")),
+            **(_sparse_attention(h) if h.arch in ARCH_CACHE_LAYOUTS else {}),
         },
         "file_type": FILE_TYPES.get(file_type, f"unknown ({file_type})") if file_type is not None else None,
         "quant_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1]["bytes"])),

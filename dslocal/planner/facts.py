@@ -15,6 +15,7 @@ from dslocal.gguf_tools.arch import ModelSpec, tensor_plan
 from dslocal.gguf_tools.shards import ShardSet
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
+_MOE_ARCHES = ("deepseek2", "deepseek32", "deepseek4")
 _EXPERTS = re.compile(r"\.ffn_(gate|up|down|gate_up)_(ch)?exps\.")
 
 
@@ -29,7 +30,7 @@ class ModelFacts:
     n_head_kv: int
     key_length: int
     value_length: int
-    layout: str | None  # deepseek2: "mla" (compressed, K-only cache) or "legacy" (MHA-sized cache); deepseek32: "dsa"
+    layout: str | None  # deepseek2: "mla" (K-only cache) or "legacy" (MHA-sized); deepseek32: "dsa"; deepseek4: "dsv4"
     n_vocab: int
     expert_count: int
     expert_used: int
@@ -42,6 +43,8 @@ class ModelFacts:
     source: str
     indexer_key_length: int = 0  # deepseek32: the lightning indexer's cached key per layer and token
     nextn_layers: int = 0  # MTP blocks counted in block_count; llama.cpp's trunk cache leaves them out
+    sliding_window: int = 0  # deepseek4: the raw K cache's window
+    compress_ratios: tuple[int, ...] = ()  # deepseek4, per block: 0 (window only), 4 (CSA + indexer), 128 (HCA)
 
     @property
     def weight_bytes(self) -> int:
@@ -92,6 +95,8 @@ def from_shard_set(shard_set: ShardSet, name: str | None = None) -> ModelFacts:
         layout = "mla" if "attn_k_b" in names or h.arch_get("attention.key_length_mla") is not None else "legacy"
     elif h.arch == "deepseek32":
         layout = "dsa"
+    elif h.arch == "deepseek4":
+        layout = "dsv4"
     return ModelFacts(
         name=name or str(h.get("general.name") or shard_set.files[0]),
         architecture=str(h.arch),
@@ -115,6 +120,8 @@ def from_shard_set(shard_set: ShardSet, name: str | None = None) -> ModelFacts:
         source="GGUF header",
         indexer_key_length=int(h.arch_get("attention.indexer.key_length", 0) or 0),
         nextn_layers=int(h.arch_get("nextn_predict_layers", 0) or 0),
+        sliding_window=int(h.arch_get("attention.sliding_window", 0) or 0),
+        compress_ratios=tuple(int(r) for r in h.arch_get("attention.compress_ratios", ()) or ()),
     )
 
 
@@ -122,8 +129,24 @@ def from_shard_set(shard_set: ShardSet, name: str | None = None) -> ModelFacts:
 _R1 = dict(arch="deepseek2", n_embd=7168, n_layer=61, n_head=128, n_ff=18432, q_lora_rank=1536, kv_lora_rank=512,
            rope_dim=64, qk_nope_dim=128, v_head_dim=128, n_dense_lead=3, n_expert=256, n_expert_used=8,
            n_expert_shared=1, n_ff_exp=2048, context_length=163840)
+# V3.2: V3.1-Terminus plus the lightning indexer (inference/config_671B_v3.2.json of DeepSeek-V3.2-Exp)
+_V32 = dict(_R1, arch="deepseek32", index_n_head=64, index_head_dim=128, index_topk=2048)
+# V4-Flash (config.json of DeepSeek-V4-Flash, as reproduced by several inference stacks): 43 layers, the
+# compress ratios [0, 0] + [4, 128] * 20 + [4] (the file's list runs on past the layers), 3 hash-routed layers
+_V4_FLASH = dict(arch="deepseek4", n_embd=4096, n_layer=43, n_head=64, head_dim=512, rope_dim=64, q_lora_rank=1024,
+                 o_groups=8, o_lora_rank=1024, n_dense_lead=0, n_expert=256, n_expert_used=6, n_expert_shared=1,
+                 n_ff_exp=2048, index_n_head=64, index_head_dim=128, index_topk=512, sliding_window=128,
+                 hc_mult=4, hc_sinkhorn_iters=20, n_hash_layers=3, compress_ratios=(0, 0, *(4, 128) * 20, 4),
+                 context_length=1048576)
 SHAPES: dict[str, tuple[dict, int]] = {  # model -> (ModelSpec fields, vocabulary size)
     "DeepSeek-R1": (_R1, 129280),
+    "DeepSeek-V3.1": (_R1, 129280),  # V3.1 / Terminus: V3's structure (config_v3.1.json)
+    "DeepSeek-V3.1-Terminus": (_R1, 129280),
+    "DeepSeek-V3.2-Exp": (_V32, 129280),
+    "DeepSeek-V3.2": (_V32, 129280),
+    "DeepSeek-V3.2-Speciale": (_V32, 129280),
+    "DeepSeek-V4-Flash": (_V4_FLASH, 129280),
+    "DeepSeek-V4-Flash-0731": (_V4_FLASH, 129280),  # the same structure (no MTP block in this checkpoint)
     "DeepSeek-R1-0528": (_R1, 129280),
     "DeepSeek-V3": (_R1, 129280),
     "DeepSeek-V3-0324": (_R1, 129280),
@@ -142,6 +165,8 @@ def from_variant(variant: Variant) -> ModelFacts:
     """Estimated facts: the variant's size spread over its architecture's tensors by parameter count."""
     fields, n_vocab = SHAPES[variant.model]
     layout = variant.kv_layout if variant.kv_layout in ("mla", "legacy") else "legacy"
+    if fields["arch"] == "deepseek32":  # MLA only in llama.cpp
+        layout = "mla"
     spec = ModelSpec(**{**fields, "layout": layout, "context_length": variant.context_length})
     plans = tensor_plan(spec, n_vocab)
     total_params = sum(p.n_elements for p in plans)
@@ -170,10 +195,10 @@ def from_variant(variant: Variant) -> ModelFacts:
         n_head_kv=spec.head_count_kv,
         key_length=spec.key_length,
         value_length=spec.value_length,
-        layout=layout if spec.arch == "deepseek2" else None,
+        layout={"deepseek2": layout, "deepseek32": "dsa", "deepseek4": "dsv4"}.get(spec.arch),
         n_vocab=n_vocab,
-        expert_count=spec.n_expert if spec.arch == "deepseek2" else 0,
-        expert_used=spec.n_expert_used if spec.arch == "deepseek2" else 0,
+        expert_count=spec.n_expert if spec.arch in _MOE_ARCHES else 0,
+        expert_used=spec.n_expert_used if spec.arch in _MOE_ARCHES else 0,
         block_bytes=tuple(int(b) for b in blocks),
         block_expert_bytes=tuple(int(e) for e in experts),
         embed_bytes=int(embed),
@@ -181,4 +206,7 @@ def from_variant(variant: Variant) -> ModelFacts:
         params=int(variant.params_b * 1e9),
         exact=False,
         source=f"catalog estimate ({variant.size_source or 'size from the catalog'})",
+        indexer_key_length=spec.index_head_dim if spec.arch in ("deepseek32", "deepseek4") else 0,
+        sliding_window=spec.sliding_window if spec.arch == "deepseek4" else 0,
+        compress_ratios=spec.compress_ratios if spec.arch == "deepseek4" else (),
     )

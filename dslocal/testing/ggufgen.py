@@ -106,7 +106,8 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 SPECIAL_TOKENS = (BOS, EOS, PAD, USER, ASSISTANT, THINK_OPEN, THINK_CLOSE)
 
-PRE_TOKENIZER = {"deepseek2": "deepseek-v3", "qwen2": "deepseek-r1-qwen", "llama": "llama-bpe", "deepseek32": "deepseek-v3"}
+PRE_TOKENIZER = {"deepseek2": "deepseek-v3", "qwen2": "deepseek-r1-qwen", "llama": "llama-bpe", "deepseek32": "deepseek-v3",
+                 "deepseek4": "deepseek-v3"}
 
 # A compact Jinja chat template in DeepSeek-R1's shape (system first, then
 # <｜User｜>/<｜Assistant｜> turns, reasoning opened with <think>).
@@ -186,6 +187,8 @@ def build_vocab() -> Vocab:
 def _storage_type(plan: TensorPlan, dtype: str, extra: bool = False):  # -> GGMLQuantizationType
     from gguf import GGMLQuantizationType as Q
 
+    if plan.kind == "index":
+        return Q.I32
     if extra or plan.kind in ("norm", "bias", "router") or dtype == "f32":
         return Q.F32
     if dtype == "q8_0" and plan.ne[0] % 32 == 0:
@@ -196,9 +199,10 @@ def _storage_type(plan: TensorPlan, dtype: str, extra: bool = False):  # -> GGML
 class _Filler:
     """Deterministic tensor values: per-tensor RNG, or a tiled pool for big models."""
 
-    def __init__(self, seed: int, fast: bool) -> None:
+    def __init__(self, seed: int, fast: bool, n_expert: int = 0) -> None:
         self.seed = seed
         self.fast = fast
+        self.n_expert = n_expert
         self._pool = np.random.default_rng(seed).standard_normal(1 << 20, dtype=np.float32) if fast else None
 
     def values(self, plan: TensorPlan) -> np.ndarray:
@@ -207,6 +211,9 @@ class _Filler:
             return np.ones(shape, dtype=np.float32)
         if plan.kind == "bias":
             return np.zeros(shape, dtype=np.float32)
+        if plan.kind == "index":  # token -> experts: distinct ids per row, all below n_expert
+            rows, cols = shape
+            return ((np.arange(rows)[:, None] + np.arange(cols)[None, :]) % self.n_expert).astype(np.int32)
         fan_in = plan.ne[0]
         scale = 1.0 if plan.kind == "embed" else 1.0 / np.sqrt(fan_in)
         if self._pool is not None:
@@ -221,6 +228,8 @@ def _encode(values: np.ndarray, qtype) -> np.ndarray:
     from gguf import GGMLQuantizationType as Q
     from gguf.quants import quantize
 
+    if qtype == Q.I32:
+        return np.ascontiguousarray(values, dtype=np.int32)
     if qtype == Q.F32:
         return np.ascontiguousarray(values, dtype=np.float32)
     if qtype == Q.F16:
@@ -241,7 +250,9 @@ def _add_parameters(writer, spec: ModelSpec, vocab: Vocab) -> None:
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(10000.0)
     writer.add_vocab_size(len(vocab.tokens))
-    if a in ("deepseek2", "deepseek32"):
+    if a == "deepseek4":
+        _add_deepseek4(writer, spec)
+    elif a in ("deepseek2", "deepseek32"):
         writer.add_leading_dense_block_count(spec.n_dense_lead)
         writer.add_q_lora_rank(spec.q_lora_rank)
         writer.add_kv_lora_rank(spec.kv_lora_rank)
@@ -270,6 +281,35 @@ def _add_indexer(writer, spec: ModelSpec) -> None:
     writer.add_uint32(f"{a}.attention.indexer.head_count", spec.index_n_head)
     writer.add_uint32(f"{a}.attention.indexer.key_length", spec.index_head_dim)
     writer.add_uint32(f"{a}.attention.indexer.top_k", spec.index_topk)
+
+
+def _add_deepseek4(writer, spec: ModelSpec) -> None:
+    """V4's keys, as llama_model_deepseek4::load_arch_hparams reads them (convert's DeepseekV4Model writes)."""
+    a, n = spec.arch, spec.n_layer
+    writer.add_key_length(spec.key_length)
+    writer.add_value_length(spec.value_length)
+    writer.add_rope_dimension_count(spec.rope_dim)
+    writer.add_q_lora_rank(spec.q_lora_rank)
+    writer.add_uint32(f"{a}.attention.sliding_window", spec.sliding_window)
+    writer.add_expert_feed_forward_length(spec.n_ff_exp)
+    writer.add_expert_count(spec.n_expert)
+    writer.add_expert_used_count(spec.n_expert_used)
+    writer.add_expert_shared_count(spec.n_expert_shared)
+    writer.add_expert_weights_scale(1.5)
+    writer.add_expert_weights_norm(True)
+    writer.add_uint32(f"{a}.expert_gating_func", 4)  # sqrtsoftplus: the only gating V4's loader accepts
+    writer.add_array(f"{a}.swiglu_clamp_exp", [10.0] * n)
+    writer.add_array(f"{a}.swiglu_clamp_shexp", [10.0] * n)
+    _add_indexer(writer, spec)
+    writer.add_uint32(f"{a}.attention.output_group_count", spec.o_groups)
+    writer.add_uint32(f"{a}.attention.output_lora_rank", spec.o_lora_rank)
+    writer.add_array(f"{a}.attention.compress_ratios", list(spec.compress_ratios))
+    writer.add_float32(f"{a}.attention.compress_rope_freq_base", 160000.0)
+    writer.add_uint32(f"{a}.hyper_connection.count", spec.hc_mult)
+    writer.add_uint32(f"{a}.hyper_connection.sinkhorn_iterations", spec.hc_sinkhorn_iters)
+    writer.add_float32(f"{a}.hyper_connection.epsilon", 1e-6)
+    writer.add_uint32(f"{a}.hash_layer_count", spec.n_hash_layers)
+    writer.add_uint32(f"{a}.embedding_length_out", spec.n_embd * spec.hc_mult)
 
 
 def _add_tokenizer(writer, spec: ModelSpec, vocab: Vocab) -> None:
@@ -349,7 +389,7 @@ def write_model(
         path, spec.arch, split_max_tensors=split_max_tensors, split_max_size=split_max_size
     )
     _add_metadata(writer, spec, vocab, dtype, style)
-    filler = _Filler(spec.seed, fast_fill)
+    filler = _Filler(spec.seed, fast_fill, spec.n_expert)
     qtypes = [_storage_type(p, dtype, p.name in extra) for p in plans]
     for plan, qtype in zip(plans, qtypes):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
