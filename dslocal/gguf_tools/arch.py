@@ -1,4 +1,4 @@
-"""Tensor layouts of the GGUF architectures dslocal handles (deepseek2, deepseek32, qwen2, llama).
+"""Tensor layouts of the GGUF architectures dslocal handles (deepseek2, deepseek32, deepseek4, qwen2, llama).
 
 Pure knowledge of which tensors a model of given dimensions has and their shapes
 (ggml order). The test-model generator writes these; the planner counts them to
@@ -17,8 +17,9 @@ LAYOUTS = ("legacy", "mla")
 # DeepSeek's multi-head latent attention (q/kv LoRA, latent cache); deepseek4 has one K=V head instead
 MLA_ARCHES = ("deepseek2", "deepseek32")
 
-# The KV cache each architecture gets in llama.cpp (llama_model::create_memory):
-# deepseek32 gets llama_kv_cache_dsa: the MLA latent K cache plus the lightning indexer's K cache.
+# The KV cache each architecture gets in llama.cpp (llama_model::create_memory): deepseek32 gets
+# llama_kv_cache_dsa (the MLA latent K cache plus the lightning indexer's K cache), deepseek4
+# llama_kv_cache_dsv4; planner/memory.py sizes them.
 CACHE_LAYOUTS = {
     "mla": "MLA (compressed KV cache)",  # K only: kv_lora_rank + rope per layer and token
     "legacy": "legacy (MHA-sized KV cache)",  # K and V for every head

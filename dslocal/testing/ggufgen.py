@@ -3,7 +3,8 @@
 The models are small (kilobytes) by default and can be scaled up to gigabytes for
 benchmarks. They load and generate in llama.cpp: the weights are random, but the
 file is a faithful ``deepseek2`` (legacy or MLA layout), ``deepseek32`` (V3.2: MLA plus the
-lightning indexer), ``qwen2`` or ``llama`` GGUF
+lightning indexer), ``deepseek4`` (V4: compressed sparse attention, hyper-connections, hash-routed
+first layers), ``qwen2`` or ``llama`` GGUF
 with a GPT-2 byte-level vocabulary carrying DeepSeek's special tokens.
 
 Everything is streamed to disk one tensor at a time, so writing a multi-gigabyte
@@ -19,6 +20,7 @@ Examples::
     from dslocal.testing.ggufgen import HeaderStyle, ModelSpec, write_model
     paths = write_model(tmp / "r1.gguf", ModelSpec.deepseek2("mla"), dtype="q8_0", shards=4)
     paths = write_model(tmp / "r1.gguf", ModelSpec.deepseek2("mla"), dtype="q8_0", header=HeaderStyle.quantized())
+    paths = write_model(tmp / "v4.gguf", ModelSpec.deepseek4(compress_ratios=(0, 4, 128, 4)), dtype="q8_0")
 """
 
 from __future__ import annotations
