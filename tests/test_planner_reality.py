@@ -76,3 +76,13 @@ def test_predicted_sizes_match_llama_cpp(models, kind, n_ctx):
     assert repacked_mib <= predicted_model * 1.01, "a repacked copy holds some of the weights, never more"
     assert predicted_kv == pytest.approx(kv_mib, rel=0.05)
     assert model_mib > 10, "models must be large enough for llama.cpp's 0.01 MiB rounding not to matter"
+
+
+@pytest.mark.parametrize("n_ctx", [20000, 70000])
+def test_deepseek4_compressed_caches_at_long_contexts(models, n_ctx):
+    """Long contexts: the compressed rows (every 4 and 128 tokens) dominate; the window stays fixed."""
+    facts = from_shard_set(open_local_set(models["deepseek4"]))
+    _, _, kv_mib = llama_cpp_report(models["deepseek4"], n_ctx)
+    assert kv_cache_bytes(facts, n_ctx) / MIB == pytest.approx(kv_mib, rel=0.02)
+    window_only = kv_cache_bytes(facts, 1000) / MIB
+    assert kv_mib > 2 * window_only, "the compressed caches grow with the context"
