@@ -25,7 +25,7 @@ from dslocal.planner.memory import (
     kv_bytes_per_token_layer,
     kv_cache_bytes,
 )
-from dslocal.testing.ggufgen import ModelSpec, build_vocab, write_model
+from dslocal.testing.ggufgen import ModelSpec, build_vocab, tensor_plan, write_model
 
 llama_cpp = pytest.importorskip("llama_cpp")
 from llama_load import no_repack  # noqa: E402
@@ -174,3 +174,20 @@ def test_gguf_inspect_names_the_architecture_and_its_cache(tmp_path, dslocal_hom
     assert result.returncode == 0, result.stderr
     assert f"architecture    {kind}" in result.stdout
     assert words in result.stdout
+
+
+@pytest.mark.parametrize(("model", "total_b", "active_b"), [
+    ("DeepSeek-V4-Flash", 284, 13),  # the model card's 284B total, 13B active
+    ("DeepSeek-V3.2", 671, 37),  # V3's 671B / 37B, plus the indexer (about 0.9B)
+])
+def test_full_size_tensor_plans_add_up_to_the_published_parameter_counts(model, total_b, active_b):
+    from dslocal.planner.facts import SHAPES
+
+    fields, n_vocab = SHAPES[model]
+    spec = ModelSpec(**fields)
+    plans = tensor_plan(spec, n_vocab)
+    total = sum(p.n_elements for p in plans)
+    experts = sum(p.n_elements for p in plans if "_exps." in p.name)
+    active = total - experts * (1 - spec.n_expert_used / spec.n_expert) - spec.n_embd * n_vocab  # input embedding
+    assert total / 1e9 == pytest.approx(total_b, rel=0.01)
+    assert active / 1e9 == pytest.approx(active_b, rel=0.04)
