@@ -80,6 +80,8 @@ OLLAMA_LIBRARY = {
     "deepseek-r1:8b": "r1-0528-qwen3-8b", "deepseek-r1:8b-llama-distill-q4_k_m": "r1-distill-llama-8b",
     "deepseek-r1:14b": "r1-distill-qwen-14b", "deepseek-r1:32b": "r1-distill-qwen-32b",
     "deepseek-r1:70b": "r1-distill-llama-70b", "deepseek-r1:671b": "r1-671b-q4", "deepseek-v3:671b": "v3-q4",
+    # A cloud model only (field refresh 2026-12, 1.5): the closest local one is Unsloth's 8-bit of the 0731 weights.
+    "deepseek-v4-flash": "v4-flash-0731-q8",
 }
 
 
