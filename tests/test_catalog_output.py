@@ -90,3 +90,9 @@ def test_one_node_cluster_specs_are_understood():
     for text in ("8xH200", "8 H200", "1x8xH200", "1 node x 8 H200"):
         spec = parse_cluster(text)
         assert (spec.nodes, spec.gpus_per_node, spec.gpu) == (1, 8, "H200"), text
+
+
+def test_show_says_when_no_template_is_written(cli, dslocal_home):
+    out = cli("show", "v4-flash-q2").stdout
+    line = next(x for x in out.splitlines() if x.startswith("template"))
+    assert "runs: gguf" in line and "no TEMPLATE" in line and "can do more" not in line

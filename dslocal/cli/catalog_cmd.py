@@ -73,12 +73,14 @@ def show_cmd(model: str, as_json: bool) -> None:
     family = load_family(v.template)
     caps = sorted(go_capabilities(family.template))
     kept = go_round_trip(family.template)
-    template = {
-        "family": v.template, "capabilities": caps, "tool_round_trip": kept,
-        "runs": "ollama" if kept else "gguf",
-        "reason": ("Ollama keeps dslocal's TEMPLATE over the GGUF's jinja: it has tools with a round trip"
-                   if kept else "the GGUF's jinja can do more, so Ollama 0.30+ runs it instead"),
-    }
+    if not family.template:
+        reason = "dslocal writes no TEMPLATE for this generation: llama-server applies the GGUF's own jinja"
+    elif kept:
+        reason = "Ollama keeps dslocal's TEMPLATE over the GGUF's jinja: it has tools with a round trip"
+    else:
+        reason = "the GGUF's jinja can do more, so Ollama 0.30+ runs it instead"
+    template = {"family": v.template, "capabilities": caps, "tool_round_trip": kept,
+                "runs": "ollama" if kept else "gguf", "reason": reason}
     data = {**v.as_dict(), "template": template}
 
     def human() -> None:
@@ -91,7 +93,8 @@ def show_cmd(model: str, as_json: bool) -> None:
             ("repository", f"{v.hf_repo}" + (f" (ModelScope: {v.modelscope_repo})" if v.modelscope_repo else "")),
             ("files", "\n  ".join(("", *v.paths)) if v.paths else "(list them from the hub)"),
             ("sampling", ", ".join(f"{k} {getattr(v, k)}" for k in ("temperature", "top_p", "min_p") if getattr(v, k) is not None)),
-            ("template", f"{v.template} ({', '.join(caps) or 'chat'}); runs: {template['runs']}, {template['reason']}"),
+            ("template", f"{v.template}" + (f" ({', '.join(caps)})" if caps else "")
+             + f"; runs: {template['runs']}, {template['reason']}"),
             ("licence", v.license), ("notes", v.notes),
         ])
 
