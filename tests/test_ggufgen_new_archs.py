@@ -29,32 +29,18 @@ from dslocal.testing.ggufgen import ModelSpec, build_vocab, tensor_plan, write_m
 
 llama_cpp = pytest.importorskip("llama_cpp")
 from llama_load import no_repack  # noqa: E402
+from test_ggufgen_llama import greedy  # noqa: E402 - the same greedy generation
 
 no_repack()  # AMX repacking crashes batched Q8_0 decoding here (tests/llama_load.py)
 
-PROMPT = "<｜User｜>Hello there, what is the cat doing?<｜Assistant｜><think>\n"
 SPECS = {"deepseek32": ModelSpec.deepseek32(), "deepseek4": ModelSpec.deepseek4()}
-
-
-def greedy(path, n_tokens: int = 16) -> list[int]:
-    llm = llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False)
-    try:
-        prompt = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
-        out: list[int] = []
-        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
-            out.append(token)
-            if len(out) == n_tokens:
-                break
-        return out
-    finally:
-        llm.close()
 
 
 @pytest.mark.parametrize("dtype", ("f32", "f16", "q8_0"))
 @pytest.mark.parametrize("kind", sorted(SPECS))
 def test_new_architectures_load_and_generate(tmp_path, kind, dtype):
     (path,) = write_model(tmp_path / f"{kind}.gguf", SPECS[kind], dtype=dtype)
-    out = greedy(path)
+    _, out = greedy(path, 16)
     assert len(out) == 16
     assert all(0 <= t < len(build_vocab().tokens) for t in out)
 
