@@ -263,18 +263,23 @@ def _add_parameters(writer, spec: ModelSpec, vocab: Vocab) -> None:
         if spec.layout == "mla":
             writer.add_uint32(f"{a}.attention.key_length_mla", spec.qk_nope_dim + spec.rope_dim)
             writer.add_uint32(f"{a}.attention.value_length_mla", spec.v_head_dim)
-        writer.add_expert_feed_forward_length(spec.n_ff_exp)
-        writer.add_expert_count(spec.n_expert)
-        writer.add_expert_used_count(spec.n_expert_used)
-        writer.add_expert_shared_count(spec.n_expert_shared)
-        writer.add_expert_weights_scale(2.5)
-        writer.add_expert_weights_norm(True)
-        writer.add_uint32(f"{a}.expert_gating_func", 2)  # sigmoid, as R1/V3
+        _add_experts(writer, spec, scale=2.5, gating=2)  # sigmoid gating, as R1/V3
         writer.add_rope_dimension_count(spec.rope_dim)
         if a == "deepseek32":
             _add_indexer(writer, spec)
     else:
         writer.add_rope_dimension_count(spec.n_embd // spec.n_head)
+
+
+def _add_experts(writer, spec: ModelSpec, *, scale: float, gating: int) -> None:
+    """The MoE keys every DeepSeek generation writes, in convert_hf_to_gguf's order."""
+    writer.add_expert_feed_forward_length(spec.n_ff_exp)
+    writer.add_expert_count(spec.n_expert)
+    writer.add_expert_used_count(spec.n_expert_used)
+    writer.add_expert_shared_count(spec.n_expert_shared)
+    writer.add_expert_weights_scale(scale)
+    writer.add_expert_weights_norm(True)
+    writer.add_uint32(f"{spec.arch}.expert_gating_func", gating)
 
 
 def _add_indexer(writer, spec: ModelSpec) -> None:
@@ -293,13 +298,7 @@ def _add_deepseek4(writer, spec: ModelSpec) -> None:
     writer.add_rope_dimension_count(spec.rope_dim)
     writer.add_q_lora_rank(spec.q_lora_rank)
     writer.add_uint32(f"{a}.attention.sliding_window", spec.sliding_window)
-    writer.add_expert_feed_forward_length(spec.n_ff_exp)
-    writer.add_expert_count(spec.n_expert)
-    writer.add_expert_used_count(spec.n_expert_used)
-    writer.add_expert_shared_count(spec.n_expert_shared)
-    writer.add_expert_weights_scale(1.5)
-    writer.add_expert_weights_norm(True)
-    writer.add_uint32(f"{a}.expert_gating_func", 4)  # sqrtsoftplus: the only gating V4's loader accepts
+    _add_experts(writer, spec, scale=1.5, gating=4)  # sqrtsoftplus: the only gating V4's loader accepts
     writer.add_array(f"{a}.swiglu_clamp_exp", [10.0] * n)
     writer.add_array(f"{a}.swiglu_clamp_shexp", [10.0] * n)
     _add_indexer(writer, spec)
