@@ -7,6 +7,10 @@ lightning indexer), ``deepseek4`` (V4: compressed sparse attention, hyper-connec
 first layers), ``qwen2`` or ``llama`` GGUF
 with a GPT-2 byte-level vocabulary carrying DeepSeek's special tokens.
 
+:func:`write_scripted_model` writes a *scripted* model instead: every block adds nothing, so
+greedy (and low-temperature) generation emits an exact, chosen chain of tokens, such as
+``<think>\nHm.</think>OK!`` after ``<｜Assistant｜>``, for tests that assert on real inference output.
+
 Everything is streamed to disk one tensor at a time, so writing a multi-gigabyte
 model needs only as much memory as its largest tensor.
 
@@ -25,6 +29,7 @@ Examples::
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ from dslocal.gguf_tools.layout import block_layer
 __all__ = [
     "ARCHES", "LAYOUTS", "DTYPES", "KV_ORDERS", "TENSOR_ORDERS", "HeaderStyle", "ModelSpec", "TensorPlan",
     "tensor_plan", "write_model", "build_vocab", "rope_freqs_plan",
+    "DEFAULT_SCRIPT", "SCRIPTED_ARCHES", "script_token_ids", "write_scripted_model",
 ]
 
 DTYPES = ("f32", "f16", "q8_0")
@@ -375,14 +381,21 @@ def write_model(
     tiles a random pool instead of drawing fresh numbers, for gigabyte models.
     ``header`` lays the header out as other tools write it (:class:`HeaderStyle`).
     """
+    spec = spec or ModelSpec()
+    filler = _Filler(spec.seed, fast_fill, spec.n_expert)
+    return _write(Path(path), spec, filler, dtype=dtype, shards=shards, split_max_size=split_max_size,
+                  style=header or HeaderStyle())
+
+
+def _write(
+    path: Path, spec: ModelSpec, filler: _Filler, *, dtype: str, shards: int, split_max_size: int, style: HeaderStyle
+) -> list[Path]:
+    """Stream ``spec``'s header and tensors (values from ``filler``) to ``path`` (and its shards)."""
     import gguf
 
-    spec = spec or ModelSpec()
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
-    path = Path(path)
     vocab = build_vocab()
-    style = header or HeaderStyle()
     plans = _plans(spec, len(vocab.tokens), style)
     extra = {p.name for p in style.extra_tensors}
     split_max_tensors = -(-len(plans) // shards) if shards > 1 else 0
@@ -390,7 +403,6 @@ def write_model(
         path, spec.arch, split_max_tensors=split_max_tensors, split_max_size=split_max_size
     )
     _add_metadata(writer, spec, vocab, dtype, style)
-    filler = _Filler(spec.seed, fast_fill, spec.n_expert)
     qtypes = [_storage_type(p, dtype, p.name in extra) for p in plans]
     for plan, qtype in zip(plans, qtypes):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
@@ -406,3 +418,121 @@ def write_model(
     finally:
         writer.close()
     return files
+
+
+# --- Scripted models: real inference that emits a chosen text -------------------------------------
+
+# The text a DeepSeek-R1-style chat answer takes: reasoning in <think>...</think>, then the answer.
+DEFAULT_SCRIPT = (ASSISTANT, THINK_OPEN, "\n", "H", "m", ".", THINK_CLOSE, "O", "K", "!", EOS)
+SCRIPTED_ARCHES = ("llama", "qwen2", "deepseek2", "deepseek32", "deepseek4")
+_SCRIPT_GAIN = 4.0  # output weight unit: the margin after the final RMS norm is gain * sqrt(n_embd / 2)
+
+
+def _scripted_spec(arch: str) -> ModelSpec:
+    """Tiny dimensions, but n_embd above the vocabulary: every token gets its own axis, plus one shared."""
+    if arch == "deepseek4":
+        # a hash-routed window-only block, a CSA block (with the indexer), an HCA block
+        spec = ModelSpec.deepseek4(n_embd=256, n_layer=3, compress_ratios=(0, 4, 128))
+        return spec.replace(name="dslocal-test-scripted-deepseek4")
+    # deepseek2/32: the MLA layout, one leading dense block then a MoE block
+    return ModelSpec(arch=arch, layout="mla", name=f"dslocal-test-scripted-{arch}", n_embd=256, n_layer=2, n_ff=64)
+
+
+def script_token_ids(chain: tuple[str, ...] | list[str]) -> list[int]:
+    """The ids in :func:`build_vocab` of ``chain``'s items, each the text one token decodes to.
+
+    Special tokens are given as themselves (``"<｜Assistant｜>"``, ``"<think>"``); other items as the
+    text they decode to: ``"\\n"`` is the byte symbol ``"Ċ"``, ``" t"`` the merged ``"Ġt"``.
+    Raises ValueError for an item that is not exactly one token, or one that repeats.
+    """
+    vocab = build_vocab()
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    symbols = _byte_symbols()
+    ids: list[int] = []
+    for item in chain:
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"script item {item!r} is not a token text")
+        if item in SPECIAL_TOKENS:
+            token = index[item]
+        else:
+            raw = item.encode("utf-8")
+            symbol = "".join(symbols[b] for b in raw) if all(b < 0x80 for b in raw) else None
+            token = index.get(symbol) if symbol is not None else None
+            if token is None:
+                raise ValueError(
+                    f"script item {item!r} is not exactly one token of the generated vocabulary "
+                    "(single ASCII characters, the merges' results such as 'the' or ' t', and the special tokens are)"
+                )
+        if token in ids:
+            raise ValueError(f"script item {item!r} repeats: the next token depends only on the current one, "
+                             "so every item of a chain must be distinct")
+        ids.append(token)
+    if not ids:
+        raise ValueError("a script needs at least one token")
+    return ids
+
+
+class _ScriptFiller(_Filler):
+    """Random weights, except that every block adds nothing and the head maps each token to its successor.
+
+    The residual stream stays the token's embedding ``e_i + d`` (one-hot plus a shared axis ``d``);
+    the output matrix gives next(i) a logit of ``2g`` per unit of e_i, EOS ``g`` per unit of d.
+    """
+
+    def __init__(self, spec: ModelSpec, n_vocab: int, successors: dict[int, int], eos_id: int) -> None:
+        super().__init__(spec.seed, False, spec.n_expert)
+        if n_vocab >= spec.n_embd:
+            raise ValueError(f"a scripted model needs n_embd > the vocabulary ({n_vocab})")
+        self.n_vocab, self.n_embd, self.shared = n_vocab, spec.n_embd, spec.n_embd - 1
+        self.successors, self.eos_id = successors, eos_id
+
+    def values(self, plan: TensorPlan) -> np.ndarray:
+        kind = plan.name.split(".")[-2]  # blk.N.KIND.weight (KIND.weight outside the blocks)
+        if plan.name == "token_embd.weight":  # numpy (n_vocab, n_embd): row i is token i's embedding
+            emb = np.zeros(plan.numpy_shape, dtype=np.float32)
+            emb[np.arange(self.n_vocab), np.arange(self.n_vocab)] = 1.0
+            emb[:, self.shared] = 1.0
+            return emb
+        if plan.name == "output.weight":  # numpy (n_vocab, n_embd): row j scores token j
+            out = np.zeros(plan.numpy_shape, dtype=np.float32)
+            for token, successor in self.successors.items():
+                out[successor, token] = 2 * _SCRIPT_GAIN
+            out[self.eos_id, self.shared] = _SCRIPT_GAIN
+            return out
+        if kind in ("attn_output", "attn_output_b", "ffn_down", "ffn_down_exps", "ffn_down_shexp"):
+            return np.zeros(plan.numpy_shape, dtype=np.float32)
+        return super().values(plan)
+
+
+def write_scripted_model(
+    path: str | Path, chain: tuple[str, ...] | list[str] = DEFAULT_SCRIPT, *, arch: str = "llama", dtype: str = "f32"
+) -> Path:
+    """Write a real GGUF whose greedy (and low-temperature) generation follows ``chain`` exactly.
+
+    Every block's output projections (``attn_output`` or V4's ``attn_output_b``, ``ffn_down``, and in
+    the DeepSeek MoE blocks ``ffn_down_exps``/``ffn_down_shexp``) are zero, so the residual stream stays
+    the token's embedding, a one-hot ``e_i`` plus a shared axis ``d`` (n_embd 256 > the 155 tokens); the
+    other weights are random, so attention, routing and the indexer really run. The output matrix
+    makes the next token depend only on the current one: after ``chain[k]`` comes ``chain[k + 1]``,
+    after the last item and after any token not in the chain comes EOS, by a logit margin of about 45
+    after the final RMS norm (any position, any dtype), so temperature/top-p sampling picks the same
+    tokens. A prompt whose last token is ``chain[k]`` therefore generates ``chain[k + 1:]`` and then
+    EOS (the default chain ends in EOS itself), whatever came before it in the prompt.
+
+    ``chain`` items are token texts as they decode (see :func:`script_token_ids`); they must be
+    distinct. The default, from a prompt ending in ``<｜Assistant｜>``, is ``"<think>\\nHm.</think>OK!"``;
+    from the chat template's generation prompt (which ends in ``<think>\\n``) it is ``"Hm.</think>OK!"``.
+    The file has :func:`build_vocab`'s tokens, the tokenizer metadata and the chat template of every
+    generated model; ``dtype`` is one of :data:`DTYPES`. Supported ``arch`` (:data:`SCRIPTED_ARCHES`):
+    ``llama`` (GQA, the default), ``qwen2``, ``deepseek2`` (MLA layout: a dense block then a MoE block),
+    ``deepseek32`` (MLA plus the lightning indexer) and ``deepseek4`` (hyper-connections, hash-routed,
+    CSA and HCA blocks). Files are 0.5 to 7.3 MB (llama: 2.3 MB in f32, 0.6 MB in q8_0).
+    """
+    if arch not in SCRIPTED_ARCHES:
+        raise ValueError(f"arch must be one of {SCRIPTED_ARCHES} for a scripted model, not {arch!r}")
+    ids = script_token_ids(chain)
+    vocab = build_vocab()
+    spec = _scripted_spec(arch)
+    filler = _ScriptFiller(spec, len(vocab.tokens), dict(itertools.pairwise(ids)), vocab.eos_id)
+    (written,) = _write(Path(path), spec, filler, dtype=dtype, shards=1, split_max_size=0, style=HeaderStyle())
+    return written
