@@ -248,6 +248,10 @@ class OllamaClient:
     def ps(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/ps", timeout=min(self.timeout, QUICK_TIMEOUT)).get("models", []))
 
+    def chat_stream(self, body: dict[str, Any], timeout: float | None = 600) -> Iterator[dict[str, Any]]:
+        """``POST /api/chat`` with a body built by the caller (dslocal.chat.backends.ollama)."""
+        return self._stream("/api/chat", body, timeout=timeout)
+
     def chat(self, model: str, messages: list[dict[str, Any]], *, think: bool | None = None,
              options: dict[str, Any] | None = None, timeout: float | None = 600) -> Iterator[dict[str, Any]]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
