@@ -42,6 +42,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
     ),
+    "history": LazyCommand(
+        "dslocal.cli.history_cmd:history_group", "Saved chat conversations: list, show, export and remove them."
+    ),
 }
 
 EPILOG = """\b
