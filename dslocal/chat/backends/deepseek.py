@@ -2,7 +2,9 @@
 
 It speaks the OpenAI protocol at ``https://api.deepseek.com`` (TLS verified, always); the model name
 chooses the mode: ``deepseek-reasoner`` thinks (reasoning in ``reasoning_content``), ``deepseek-chat``
-does not. The key comes from ``DEEPSEEK_API_KEY`` or the OS keyring (dslocal.chat.keys).
+does not. ``content`` is the final answer verbatim (the API never puts ``<think>`` tags in it), so it is
+not parsed for tags: an answer that talks about ``</think>`` stays the answer. The key comes from
+``DEEPSEEK_API_KEY`` or the OS keyring (dslocal.chat.keys).
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ class DeepSeekChat(OpenAIChat):
             raise ConfigError("no DeepSeek API key", f"set {env}, or store one with 'dslocal key set deepseek'")
         if not base_url.startswith("https://") and not _local(base_url):
             raise ConfigError(f"{base_url} is not https", "the DeepSeek API is only used over verified TLS")
-        super().__init__(base_url, model or THINKING_MODEL, api_key=key, dialect="deepseek", read_timeout=read_timeout)
+        super().__init__(base_url, model or THINKING_MODEL, api_key=key, dialect="deepseek", start="answer",
+                         read_timeout=read_timeout)
         self.fixed_model = model  # a name the user chose wins over the think switch
+
+    def model_hint(self) -> str:
+        return f"the DeepSeek API's models are {CHAT_MODEL} and {THINKING_MODEL} (or name none: /think picks)"
 
     def request_model(self, options: ChatOptions) -> str:
         if self.fixed_model:

@@ -19,17 +19,39 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 
 from dslocal.chat.backends.assemble import Assembler
 from dslocal.chat.events import ChatError, ChatEvent, ChatOptions, Done, Message, wire_history
+from dslocal.errors import ConfigError
 
 DIALECTS = ("llama-server", "vllm", "ollama", "deepseek", "generic")
 CONNECT_TIMEOUT = 5.0
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry as-is
+
+# What to do next, by HTTP status (the DeepSeek API's error codes, which OpenAI-compatible servers share).
+_STATUS_HINTS = {
+    400: "the server could not read the request; check the model name and the options",
+    402: "the account's balance is used up; top it up (for the DeepSeek API: https://platform.deepseek.com/top_up)",
+    413: "the conversation is too long for the server; start a new one or shorten it",
+    422: "an option has a value the server does not accept; check the options given",
+    429: "too many requests at once; wait a moment, then /retry",
+    500: "the server failed; wait a moment, then /retry",
+    502: "the server (or a proxy in front of it) failed; wait a moment, then /retry",
+    503: "the server is overloaded; wait a moment, then /retry",
+    504: "the server (or a proxy in front of it) timed out; wait a moment, then /retry",
+}
+# finish_reason values that cut the answer short (DeepSeek documents both): an error, not a Done.
+_CUT_SHORT = {
+    "insufficient_system_resource": "the server ran out of resources and interrupted the answer",
+    "content_filter": "the server's content filter stopped the answer",
+}
 
 
 def is_loopback(url: str) -> bool:
@@ -95,15 +117,34 @@ def _sse_events(response: requests.Response) -> Iterator[dict[str, Any] | None]:
             continue
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """Server text made fit for one line of a message: whitespace collapsed, cut at ``limit``."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def _error_text(response: requests.Response) -> str:
+    """The server's error message, whole (cut only once a key in it is hidden: OpenAIChat._clean)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300] or f"HTTP {response.status_code}"
+        return one_line(response.text, 10_000) or f"HTTP {response.status_code}"
     error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)
+        return one_line(str(error.get("message") or error), 10_000)
+    return one_line(str(error), 10_000)
+
+
+class _Bearer(requests.auth.AuthBase):
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(****)"
 
 
 class OpenAIChat:
@@ -122,7 +163,14 @@ class OpenAIChat:
         self.read_timeout = read_timeout
         self.session = requests.Session()
         self.session.trust_env = not is_loopback(self.base_url)  # no proxy between us and a local server
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if api_key and not _KEY_CHARS.fullmatch(api_key):
+            # requests would refuse the header with an error that quotes it, key and all
+            raise ConfigError("the API key has characters an API key cannot have (spaces, line breaks or non-ASCII)",
+                              "paste the key again, exactly as the provider shows it")
+        self._key = api_key or ""
+        # As the request's auth, so that a ~/.netrc entry for the host cannot replace it (requests applies
+        # netrc only when no auth is given), and requests drops it on a redirect to another host.
+        self._auth = _Bearer(api_key) if api_key else None
 
     def __repr__(self) -> str:  # never the key
         return f"{type(self).__name__}({self.base_url!r}, {self.model!r}, dialect={self.dialect!r})"
@@ -130,12 +178,19 @@ class OpenAIChat:
     def request_model(self, options: ChatOptions) -> str:
         return self.model
 
+    def _clean(self, text: str) -> str:
+        """Server text for a message: one line, and never the key (some servers echo what they were sent)."""
+        if self._key and self._key in text:
+            text = text.replace(self._key, "****")
+        return one_line(text)
+
     def stream(self, messages: Sequence[Message], options: ChatOptions) -> Iterator[ChatEvent]:
-        body = completion_request(self.request_model(options), messages, options, self.dialect)
+        model = self.request_model(options)
+        body = completion_request(model, messages, options, self.dialect)
         assembler = Assembler(self.start)
         url = f"{self.base_url}/chat/completions"
         try:
-            response = self.session.post(url, json=body, headers=self._headers, stream=True,
+            response = self.session.post(url, json=body, auth=self._auth, stream=True,
                                          timeout=(CONNECT_TIMEOUT, self.read_timeout))
         except requests.ConnectionError:
             yield ChatError(f"nothing answers at {self.base_url}", "is the server running? check the --url",
@@ -145,22 +200,33 @@ class OpenAIChat:
             yield ChatError(f"{self.base_url} did not answer in {self.read_timeout:g} s", "retry, or check the server",
                             kind="connection")
             return
+        except requests.RequestException as exc:  # a bad URL or header; str(exc) may quote the headers
+            yield ChatError(f"the request to {self.base_url} could not be sent ({type(exc).__name__})",
+                            "check the --url", kind="connection")
+            return
         with response:
             if response.status_code >= 400:
-                yield self._refusal(response)
+                yield self._refusal(response, model)
                 return
             yield from self._read(response, assembler)
 
-    def _refusal(self, response: requests.Response) -> ChatError:
-        text = _error_text(response)
+    def model_hint(self) -> str:
+        return "list the server's models with GET /v1/models"
+
+    def _refusal(self, response: requests.Response, model: str | None = None) -> ChatError:
+        """One line and a hint; never the server's text for a refused key (DeepSeek echoes part of it)."""
+        model = model or self.model
         status = response.status_code
         if status in (401, 403):
             return ChatError(f"{self.base_url} refused the API key (HTTP {status})",
                              "check the key: 'dslocal key status'", kind="refused")
-        if status == 404 or "not found" in text.lower() or "does not exist" in text.lower():
-            return ChatError(f"{self.base_url} has no model {self.model!r}: {text}",
-                             "list the server's models with GET /v1/models", kind="not_found")
-        return ChatError(f"{self.base_url} refused the request (HTTP {status}): {text}", None, kind="refused")
+        text = self._clean(_error_text(response))
+        lowered = text.lower()
+        if status == 404 or "not found" in lowered or "not exist" in lowered:
+            return ChatError(f"{self.base_url} has no model {model!r} (HTTP {status}): {text}", self.model_hint(),
+                             kind="not_found")
+        hint = _STATUS_HINTS.get(status) or ("wait a moment, then /retry" if status >= 500 else None)
+        return ChatError(f"{self.base_url} refused the request (HTTP {status}): {text}", hint, kind="refused")
 
     def _read(self, response: requests.Response, assembler: Assembler) -> Iterator[ChatEvent]:
         finish: str | None = None
@@ -174,7 +240,8 @@ class OpenAIChat:
                     break
                 if "error" in event:
                     yield from assembler.finish()
-                    yield ChatError(f"the server failed mid-answer: {_error_text_of(event)}", None, kind="backend")
+                    yield ChatError(f"the server failed mid-answer: {self._clean(_error_text_of(event))}",
+                                    "the partial answer is kept; retry with /retry", kind="backend")
                     return
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
@@ -193,6 +260,10 @@ class OpenAIChat:
         if not done and finish is None:
             yield ChatError(f"{self.base_url} ended the stream without finishing the answer",
                             "the partial answer is kept; retry with /retry", kind="connection")
+            return
+        if finish in _CUT_SHORT:
+            yield ChatError(f"{_CUT_SHORT[finish]} (finish_reason {finish})",
+                            "the partial answer is kept; retry with /retry", kind="backend")
             return
         yield Done(assembler.stats(**_counters(usage, timings)), reason=_reason(finish),
                    thinking_unterminated=assembler.thinking_unterminated)
