@@ -39,6 +39,39 @@ Routes and their errors:
   greedy generation; load / unload with an empty prompt and ``keep_alive``.
 * ``POST /api/pull``: the double cannot pull: "pulling manifest" then an error line.
 
+OpenAI compatibility (routes.go registers it; middleware/openai.go converts, openai/openai.go holds
+the types and converters), run through the ``/api/chat`` handler above, as the middleware does:
+* ``POST /v1/chat/completions`` (ChatMiddleware): the body decoded as gin's ShouldBindJSON decodes
+  it into openai.ChatCompletionRequest, with Go's encoding/json texts ("EOF", "unexpected EOF",
+  the scanner's ``invalid character 'x' ...``, ``json: cannot unmarshal T into Go struct field
+  S.path of type G``; keys matched case-insensitively; unknown fields ignored, among them
+  ``max_completion_tokens``, which this version does not read); no messages is 400 "[] is too
+  short - 'messages'". Then FromChatRequest: content a string, parts (text, image_url as base64
+  data, input_audio; one message per part) or absent with tool calls; ``reasoning`` becomes
+  ``thinking``; options temperature and top_p (1.0 when absent), max_tokens -> num_predict, stop
+  (a string, or the strings of a list), seed, frequency_penalty, presence_penalty; response_format
+  -> format; ``reasoning.effort`` (read before ``reasoning_effort``) -> ``think`` by
+  thinkFromReasoningEffort: none -> false, minimal -> "low", low/medium/high/max as they are,
+  xhigh/ultra -> "max", "" the model's default, anything else 400 ``invalid reasoning value: "x"
+  (must be ...)``. Middleware errors are written by gin (no newline); the handler's (``model 'x'
+  not found`` 404, ``"x" does not support thinking`` 400, ...) by ChatWriter.writeError; both as
+  ``{"error": {"message", "type", "param": null, "code": null}}``, type invalid_request_error for
+  400, not_found_error for 404, api_error otherwise (NewError).
+  Answers (ChatWriter): ``stream`` defaults to false; non-streamed a chat.completion
+  (ToChatCompletion: ``message.reasoning``, finish_reason, usage); streamed (the v0.32.6+ format,
+  #17485) ``data: <chunk>\\n\\n`` events of text/event-stream: ``role`` on the first chunk only,
+  ``content`` always written (""), ``reasoning`` in the delta, a response holding both reasoning
+  and content split in two chunks (ToStreamChunks), no chunk for the empty done trailer, the
+  finish_reason on a chunk of its own with ``delta {}`` (FinishChunk), with
+  ``stream_options.include_usage`` a usage chunk with ``choices []``, then ``data: [DONE]``; one id
+  ``chatcmpl-<rand.Intn(999)>`` and one ``created`` (the first response's) for the stream,
+  system_fingerprint ``fp_ollama``; usage prompt/completion/total_tokens (ToUsage).
+* ``GET /v1/models`` (ListMiddleware: ToListCompletion of /api/tags; ``data`` null when empty) and
+  ``GET /v1/models/:model`` (RetrieveMiddleware: ToModel of /api/show; its errors as above).
+Not modelled there: the sampling options, format and logprobs have no effect (generation is greedy
+and unconstrained, as on /api/chat); the cloud passthrough, zstd bodies, ``_debug_render_only``,
+/v1/completions, /v1/embeddings, /v1/responses, /v1/messages, /v1/audio/transcriptions.
+
 The double's own texts, for what it does not implement: quantize, adapters, cloud models.
 Not modelled: the template index that autodetects a Go template for a GGUF ("using autodetected
 template ..."), the per-tensor events' timing.
@@ -56,6 +89,7 @@ import errno
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -1438,6 +1472,754 @@ class _ThinkSplitter:
 
 
 # ---------------------------------------------------------------------------------------------
+# OpenAI compatibility (middleware/openai.go over openai/openai.go): the request decoded as Go's
+# encoding/json decodes it into openai.ChatCompletionRequest, FromChatRequest's translation to
+# /api/chat, and the writers that turn the chat handler's answers back into OpenAI's shapes.
+
+OPENAI_FINGERPRINT = "fp_ollama"
+ERR_OPENAI_NO_MESSAGES = "[] is too short - 'messages'"  # ChatMiddleware
+ERR_INVALID_MESSAGE = "invalid message format"
+GO_MAX_DEPTH = 10000  # encoding/json scanner maxNestingDepth
+GO_ZERO_UNIX = -62135596800  # time.Time{}.Unix()
+
+
+class GoJSONError(Exception):
+    """A decode error with the text Go's encoding/json gives it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _go_printable(char: str) -> bool:
+    """strconv.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space."""
+    import unicodedata
+
+    return char == " " or unicodedata.category(char)[0] in "LMNPS"
+
+
+def go_quote(text: str) -> str:
+    """strconv.Quote (what Go's %q prints for a string)."""
+    named = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+             '"': '\\"', "\\": "\\\\"}
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in named:
+            out.append(named[char])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif _go_printable(char):
+            out.append(char)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _quote_char(byte: int) -> str:
+    """scanner.go quoteChar: the offending byte as the syntax errors show it."""
+    if byte == 0x27:
+        return "'\\''"
+    if byte == 0x22:
+        return "'\"'"
+    return "'" + go_quote(chr(byte))[1:-1] + "'"
+
+
+def go_decoder_syntax(data: bytes) -> str | None:
+    """The error json.Decoder.Decode reports for the first value in ``data`` (scanner.go's
+    messages; "EOF" for nothing but whitespace, "unexpected EOF" for a value cut short), or None
+    when that value is well formed. What follows the first value is not read."""
+    n, i = len(data), 0
+    ws = b" \t\n\r"
+    stack: list[int] = []  # '{' or '['
+
+    def bad(byte: int, context: str) -> str:
+        return f"invalid character {_quote_char(byte)} {context}"
+
+    def skip(j: int) -> int:
+        while j < n and data[j] in ws:
+            j += 1
+        return j
+
+    def string(j: int) -> tuple[int, str | None]:  # j after the opening quote
+        while True:
+            if j >= n:
+                return j, "unexpected EOF"
+            c = data[j]
+            if c == 0x22:
+                return j + 1, None
+            if c == 0x5C:
+                j += 1
+                if j >= n:
+                    return j, "unexpected EOF"
+                e = data[j]
+                if e in b'"\\/bfnrt':
+                    j += 1
+                    continue
+                if e != 0x75:
+                    return j, bad(e, "in string escape code")
+                for _ in range(4):
+                    j += 1
+                    if j >= n:
+                        return j, "unexpected EOF"
+                    if data[j] not in b"0123456789abcdefABCDEF":
+                        return j, bad(data[j], "in \\u hexadecimal character escape")
+                j += 1
+                continue
+            if c < 0x20:
+                return j, bad(c, "in string literal")
+            j += 1
+
+    def digits(j: int) -> int:
+        while j < n and 0x30 <= data[j] <= 0x39:
+            j += 1
+        return j
+
+    def number(j: int) -> tuple[int, str | None]:
+        if data[j] == 0x2D:
+            j += 1
+            if j >= n:
+                return j, "unexpected EOF"
+            if not 0x30 <= data[j] <= 0x39:
+                return j, bad(data[j], "in numeric literal")
+        j = j + 1 if data[j] == 0x30 else digits(j)
+        if j < n and data[j] == 0x2E:
+            j += 1
+            if j >= n:
+                return j, "unexpected EOF"
+            if not 0x30 <= data[j] <= 0x39:
+                return j, bad(data[j], "after decimal point in numeric literal")
+            j = digits(j)
+        if j < n and data[j] in b"eE":
+            j += 1
+            if j < n and data[j] in b"+-":
+                j += 1
+            if j >= n:
+                return j, "unexpected EOF"
+            if not 0x30 <= data[j] <= 0x39:
+                return j, bad(data[j], "in exponent of numeric literal")
+            j = digits(j)
+        return j, None
+
+    def literal(j: int, word: bytes) -> tuple[int, str | None]:
+        for k in range(1, len(word)):
+            if j + k >= n:
+                return j + k, "unexpected EOF"
+            if data[j + k] != word[k]:
+                return j + k, bad(data[j + k], f"in literal {word.decode()} (expecting {_quote_char(word[k])})")
+        return j + len(word), None
+
+    i = skip(0)
+    if i >= n:
+        return "EOF"
+    mode = "value"
+    while True:
+        if mode == "value":
+            i = skip(i)
+            if i >= n:
+                return "unexpected EOF"
+            c = data[i]
+            if c in b"{[":
+                if len(stack) >= GO_MAX_DEPTH:
+                    return bad(c, "exceeded max depth")
+                stack.append(c)
+                i = skip(i + 1)
+                if i >= n:
+                    return "unexpected EOF"
+                if data[i] == (0x7D if c == 0x7B else 0x5D):
+                    stack.pop()
+                    i, mode = i + 1, "end"
+                else:
+                    mode = "key" if c == 0x7B else "value"
+                continue
+            if c == 0x22:
+                i, err = string(i + 1)
+            elif c == 0x2D or 0x30 <= c <= 0x39:
+                i, err = number(i)
+            elif c in b"tfn":
+                i, err = literal(i, {0x74: b"true", 0x66: b"false", 0x6E: b"null"}[c])
+            else:
+                return bad(c, "looking for beginning of value")
+            if err:
+                return err
+            mode = "end"
+        elif mode == "key":
+            if data[i] != 0x22:
+                return bad(data[i], "looking for beginning of object key string")
+            i, err = string(i + 1)
+            if err:
+                return err
+            i = skip(i)
+            if i >= n:
+                return "unexpected EOF"
+            if data[i] != 0x3A:
+                return bad(data[i], "after object key")
+            i, mode = i + 1, "value"
+        else:  # end of a value
+            if not stack:
+                return None
+            i = skip(i)
+            if i >= n:
+                return "unexpected EOF"
+            c = data[i]
+            if stack[-1] == 0x7B:
+                if c == 0x2C:
+                    i = skip(i + 1)
+                    if i >= n:
+                        return "unexpected EOF"
+                    mode = "key"
+                elif c == 0x7D:
+                    stack.pop()
+                    i += 1
+                else:
+                    return bad(c, "after object key:value pair")
+            elif c == 0x2C:
+                i, mode = i + 1, "value"
+            elif c == 0x5D:
+                stack.pop()
+                i += 1
+            else:
+                return bad(c, "after array element")
+
+
+class _Num(str):
+    """A JSON number literal, kept as written (Go's type errors quote it)."""
+
+
+class _Pairs(list):
+    """A JSON object's (key, value) pairs in document order (Go matches struct keys case-insensitively)."""
+
+
+# Go types of openai.ChatCompletionRequest (openai/openai.go), for encoding/json's type errors:
+# (kind, Go type name, ...): "string" "bool" "int" "float64" "any" "raw"; ("slice", name, elem);
+# ("struct", name, {json key: type}); ("opaque", name) is a struct whose fields are not checked.
+_STR, _BOOL, _INT, _F64, _ANY = ("string", "string"), ("bool", "bool"), ("int", "int"), ("float64", "float64"), ("any", "")
+_TOOL_CALL = ("struct", "openai.ToolCall", {
+    "id": _STR, "index": _INT, "type": _STR,
+    "function": ("struct", 'struct { Name string "json:\\"name\\""; Arguments string "json:\\"arguments\\"" }',
+                 {"name": _STR, "arguments": _STR}),
+})
+_MESSAGE = ("struct", "openai.Message", {
+    "role": _STR, "content": _ANY, "reasoning": _STR, "tool_calls": ("slice", "[]openai.ToolCall", _TOOL_CALL),
+    "name": _STR, "tool_call_id": _STR,
+})
+CHAT_COMPLETION_REQUEST = ("struct", "openai.ChatCompletionRequest", {
+    "model": _STR,
+    "messages": ("slice", "[]openai.Message", _MESSAGE),
+    "stream": _BOOL,
+    "stream_options": ("struct", "openai.StreamOptions", {"include_usage": _BOOL}),
+    "max_tokens": _INT,
+    "seed": _INT,
+    "stop": _ANY,
+    "temperature": _F64,
+    "frequency_penalty": _F64,
+    "presence_penalty": _F64,
+    "top_p": _F64,
+    "response_format": ("struct", "openai.ResponseFormat", {
+        "type": _STR, "json_schema": ("struct", "openai.JsonSchema", {"schema": ("raw", "json.RawMessage")})}),
+    "tools": ("slice", "[]api.Tool", ("opaque", "api.Tool")),
+    "reasoning": ("struct", "openai.Reasoning", {"effort": _STR}),
+    "reasoning_effort": _STR,
+    "logprobs": _BOOL,
+    "top_logprobs": _INT,
+    "_debug_render_only": _BOOL,
+})
+
+
+def _plain(value: Any) -> Any:
+    """A decoded value as Go's ``any`` holds it (numbers are float64; integral ones kept as int here
+    so that they re-encode as Go writes them)."""
+    if isinstance(value, _Pairs):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _Num):
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 1e21 else number
+    return value
+
+
+def _go_decode(value: Any, typ: tuple, struct: str, path: list[str], errors: list[str]) -> Any:
+    """``value`` into Go type ``typ``; the first type error goes to ``errors`` (decoding goes on,
+    as Go's does). None is JSON null (no effect, or a nil pointer/slice)."""
+    kind = typ[0]
+    if value is None or kind in ("any", "raw"):
+        return _plain(value)
+
+    def mismatch(what: str) -> None:
+        if not errors:
+            where = f"Go struct field {struct}.{'.'.join(path)}" if struct or path else "Go value"
+            errors.append(f"json: cannot unmarshal {what} into {where} of type {typ[1]}")
+
+    if isinstance(value, _Pairs):
+        if kind == "opaque":
+            return _plain(value)
+        if kind != "struct":
+            return mismatch("object")
+        fields, out = typ[2], {}
+        for key, item in value:
+            name = key if key in fields else next((f for f in fields if f.lower() == key.lower()), None)
+            if name is None or item is None:
+                continue  # unknown fields are ignored; null leaves a field as it is (or its pointer nil)
+            out[name] = _go_decode(item, fields[name], typ[1].rsplit(".", 1)[-1] if "{" not in typ[1] else "",
+                                   [*path, name], errors)
+        return out
+    if isinstance(value, list):
+        if kind != "slice":
+            return mismatch("array")
+        elem = typ[2]  # a null element of a struct slice is the zero struct
+        return [{} if item is None and elem[0] in ("struct", "opaque") else _go_decode(item, elem, struct, path, errors)
+                for item in value]
+    if isinstance(value, bool):
+        return value if kind == "bool" else mismatch("bool")
+    if isinstance(value, str) and not isinstance(value, _Num):
+        return value if kind == "string" else mismatch("string")
+    if kind == "int":
+        if re.fullmatch(r"-?\d+", value) and -(1 << 63) <= int(value) < (1 << 63):
+            return int(value)
+        return mismatch(f"number {value}")
+    if kind == "float64":
+        number = float(value)
+        return number if number not in (float("inf"), float("-inf")) else mismatch(f"number {value}")
+    return mismatch("number")
+
+
+def go_decode_request(raw: bytes, typ: tuple = CHAT_COMPLETION_REQUEST) -> dict:
+    """gin's ShouldBindJSON: json.NewDecoder(body).Decode into ``typ``; GoJSONError with Go's text."""
+    syntax = go_decoder_syntax(raw)
+    if syntax:
+        raise GoJSONError(syntax)
+    text = raw.decode("utf-8", "replace")  # invalid UTF-8 becomes U+FFFD, as Go decodes strings
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    decoder = json.JSONDecoder(object_pairs_hook=_Pairs, parse_int=_Num, parse_float=_Num,
+                               parse_constant=lambda name: name)
+    value, _ = decoder.raw_decode(text, start)
+    errors: list[str] = []
+    out = _go_decode(value, typ, "", [], errors)
+    if errors:
+        raise GoJSONError(errors[0])
+    return out if isinstance(out, dict) else {}
+
+
+def _go_type_name(value: Any) -> str:
+    """%T of what encoding/json puts in an ``any``."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "float64"
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    return "[]interface {}" if isinstance(value, list) else "string"
+
+
+class OpenAIRequestError(Exception):
+    """FromChatRequest's errors (ChatMiddleware answers them 400)."""
+
+
+def think_from_reasoning_effort(effort: str) -> bool | str | None:
+    """openai.go thinkFromReasoningEffort at v0.32.15."""
+    if effort == "":
+        return None
+    if effort == "none":
+        return False
+    if effort == "minimal":
+        return "low"
+    if effort in ("low", "medium", "high", "max"):
+        return effort
+    if effort in ("xhigh", "ultra"):
+        return "max"
+    raise OpenAIRequestError(f"invalid reasoning value: {go_quote(effort)} (must be \"minimal\", \"low\", "
+                             '"medium", "high", "xhigh", "ultra", "max", or "none")')
+
+
+def _go_base64(text: str) -> bytes:
+    """base64.StdEncoding.DecodeString (newlines ignored); ValueError with Go's CorruptInputError text."""
+    import base64
+    import binascii
+
+    clean = text.replace("\r", "").replace("\n", "")
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    body = clean.rstrip("=")
+    for index, char in enumerate(body):
+        if char not in alphabet:
+            raise ValueError(f"illegal base64 data at input byte {index}")
+    try:
+        return base64.b64decode(clean, validate=True)
+    except binascii.Error:
+        raise ValueError(f"illegal base64 data at input byte {len(body) - len(body) % 4}") from None
+
+
+def _decode_image_url(url: str) -> str:
+    """openai.go decodeImageURL; the image as api.ImageData marshals it (base64)."""
+    import base64
+
+    if url.startswith(("http://", "https://")):
+        raise OpenAIRequestError("image URLs are not currently supported, please use base64 encoded data instead")
+    if url.startswith("data:;base64,"):
+        url = url[len("data:;base64,"):]
+    else:
+        for kind in ("jpeg", "jpg", "png", "webp"):
+            prefix = f"data:image/{kind};base64,"
+            if url.startswith(prefix):
+                url = url[len(prefix):]
+                break
+        else:
+            raise OpenAIRequestError("invalid image input")
+    try:
+        return base64.b64encode(_go_base64(url)).decode()
+    except ValueError:
+        raise OpenAIRequestError("invalid image input") from None
+
+
+def _from_completion_tool_calls(calls: list | None) -> list[dict]:
+    """openai.go FromCompletionToolCall: arguments must be a JSON object."""
+    out = []
+    for call in calls or []:
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments", ""))
+        except ValueError:
+            raise OpenAIRequestError("invalid tool call arguments") from None
+        if arguments is not None and not isinstance(arguments, dict):
+            raise OpenAIRequestError("invalid tool call arguments")
+        entry: dict[str, Any] = {}
+        if call.get("id"):
+            entry["id"] = call["id"]
+        entry["function"] = {"index": 0, "name": function.get("name", ""), "arguments": arguments or {}}
+        out.append(entry)
+    return out
+
+
+def _api_message(role: str, content: str = "", thinking: str = "", images: list | None = None,
+                 tool_calls: list | None = None, tool_name: str = "", tool_call_id: str = "") -> dict:
+    """An api.Message as JSON (omitempty fields left out); the role lower-cased, as
+    api.Message.UnmarshalJSON does when the chat handler reads it."""
+    message: dict[str, Any] = {"role": role.lower(), "content": content}
+    for key, value in (("thinking", thinking), ("images", images), ("tool_calls", tool_calls),
+                       ("tool_name", tool_name), ("tool_call_id", tool_call_id)):
+        if value:
+            message[key] = value
+    return message
+
+
+def from_chat_request(r: dict) -> dict:
+    """openai.go FromChatRequest: the /api/chat request (api.ChatRequest as JSON) for a decoded
+    ChatCompletionRequest; OpenAIRequestError for what it refuses."""
+    source = r.get("messages") or []
+    messages: list[dict] = []
+    for msg in source:
+        role, call_id = msg.get("role", ""), msg.get("tool_call_id", "")
+        tool_name = ""
+        if role.lower() == "tool":
+            tool_name = msg.get("name", "")
+            if not tool_name and call_id:  # nameFromToolCallID: the last call with that id wins
+                tool_name = next((c.get("function", {}).get("name", "") for m in reversed(source)
+                                  for c in (m.get("tool_calls") or []) if c.get("id") == call_id), "")
+        content, calls = msg.get("content"), msg.get("tool_calls")
+        if isinstance(content, str):
+            messages.append(_api_message(role, content, msg.get("reasoning", ""),
+                                         tool_calls=_from_completion_tool_calls(calls), tool_name=tool_name,
+                                         tool_call_id=call_id))
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict):
+                    raise OpenAIRequestError(ERR_INVALID_MESSAGE)
+                kind = part.get("type")
+                if kind == "text":
+                    if not isinstance(part.get("text"), str):
+                        raise OpenAIRequestError(ERR_INVALID_MESSAGE)
+                    messages.append(_api_message(role, part["text"]))
+                elif kind == "image_url":
+                    image = part.get("image_url")
+                    url = image.get("url") if isinstance(image, dict) else image
+                    if not isinstance(url, str):
+                        raise OpenAIRequestError(ERR_INVALID_MESSAGE)
+                    messages.append(_api_message(role, images=[_decode_image_url(url)]))
+                elif kind == "input_audio":
+                    audio = part.get("input_audio")
+                    if not isinstance(audio, dict):
+                        raise OpenAIRequestError("invalid input_audio format")
+                    if not isinstance(audio.get("data"), str):
+                        raise OpenAIRequestError("invalid input_audio format: missing data")
+                    try:
+                        data = _go_base64(audio["data"])
+                    except ValueError as exc:
+                        raise OpenAIRequestError(f"invalid input_audio base64 data: {exc}") from None
+                    import base64
+
+                    messages.append(_api_message(role, images=[base64.b64encode(data).decode()]))
+                else:
+                    raise OpenAIRequestError(ERR_INVALID_MESSAGE)
+            if messages and calls:  # the tool calls go on the last message added so far
+                last = messages[-1]
+                converted = _from_completion_tool_calls(calls)
+                for key, value in (("tool_calls", converted), ("tool_name", tool_name),
+                                   ("tool_call_id", call_id), ("thinking", msg.get("reasoning", ""))):
+                    if value:
+                        last[key] = value
+                    else:
+                        last.pop(key, None)
+        else:
+            if calls is None:  # content is optional only with tool calls
+                raise OpenAIRequestError(f"invalid message content type: {_go_type_name(content)}")
+            messages.append(_api_message(role, "", msg.get("reasoning", ""),
+                                         tool_calls=_from_completion_tool_calls(calls), tool_call_id=call_id))
+
+    options: dict[str, Any] = {}
+    stop = r.get("stop")
+    if isinstance(stop, str):
+        options["stop"] = [stop]
+    elif isinstance(stop, list):
+        options["stop"] = [s for s in stop if isinstance(s, str)] or None
+    if r.get("max_tokens") is not None:
+        options["num_predict"] = r["max_tokens"]
+    options["temperature"] = r["temperature"] if r.get("temperature") is not None else 1.0
+    for key in ("seed", "frequency_penalty", "presence_penalty"):
+        if r.get(key) is not None:
+            options[key] = r[key]
+    options["top_p"] = r["top_p"] if r.get("top_p") is not None else 1.0
+
+    fmt: Any = None
+    response_format = r.get("response_format")
+    if response_format is not None:
+        kind = (response_format.get("type") or "").strip().lower()
+        if kind == "json_object":
+            fmt = "json"
+        elif kind == "json_schema" and response_format.get("json_schema") is not None:
+            fmt = response_format["json_schema"].get("schema")
+
+    if r.get("reasoning") is not None:
+        effort = r["reasoning"].get("effort", "")
+    else:
+        effort = r.get("reasoning_effort") or ""
+    think = think_from_reasoning_effort(effort)
+
+    chat: dict[str, Any] = {"model": r.get("model", ""), "messages": messages, "stream": bool(r.get("stream"))}
+    if fmt is not None:
+        chat["format"] = fmt
+    if r.get("tools"):
+        chat["tools"] = r["tools"]
+    chat["options"] = options
+    if think is not None:
+        chat["think"] = think
+    if r.get("_debug_render_only"):
+        chat["_debug_render_only"] = True
+    if r.get("logprobs"):
+        chat["logprobs"] = True
+    if r.get("top_logprobs"):
+        chat["top_logprobs"] = r["top_logprobs"]
+    return chat
+
+
+def openai_error(status: int, message: str) -> dict:
+    """openai.go NewError."""
+    kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _unix(stamp: Any) -> int:
+    """time.Time.Unix of an RFC 3339 stamp; the zero time's for none."""
+    if not stamp:
+        return GO_ZERO_UNIX
+    try:
+        return int(datetime.fromisoformat(str(stamp)).timestamp() // 1)
+    except ValueError:
+        return GO_ZERO_UNIX
+
+
+def to_usage(resp: dict) -> dict:
+    """openai.go ToUsage."""
+    prompt, completion = int(resp.get("prompt_eval_count") or 0), int(resp.get("eval_count") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def to_tool_calls(calls: list | None) -> list[dict]:
+    """openai.go ToToolCalls."""
+    return [{"id": c.get("id", ""), "index": (c.get("function") or {}).get("index", 0), "type": "function",
+             "function": {"name": (c.get("function") or {}).get("name", ""),
+                          "arguments": go_json((c.get("function") or {}).get("arguments") or {})}}
+            for c in calls or []]
+
+
+def to_chat_completion(cid: str, resp: dict) -> dict:
+    """openai.go ToChatCompletion: a non-streamed answer."""
+    message = resp.get("message") or {}
+    calls = to_tool_calls(message.get("tool_calls"))
+    out_message: dict[str, Any] = {"role": message.get("role", ""), "content": message.get("content", "")}
+    if message.get("thinking"):
+        out_message["reasoning"] = message["thinking"]
+    if calls:
+        out_message["tool_calls"] = calls
+    reason = resp.get("done_reason") or ""
+    if reason == "stop" and calls:
+        reason = "tool_calls"
+    choice: dict[str, Any] = {"index": 0, "message": out_message, "finish_reason": reason or None}
+    if resp.get("logprobs"):
+        choice["logprobs"] = {"content": resp["logprobs"]}
+    out = {"id": cid, "object": "chat.completion", "created": _unix(resp.get("created_at")),
+           "model": resp.get("model", ""), "system_fingerprint": OPENAI_FINGERPRINT, "choices": [choice],
+           "usage": to_usage(resp)}
+    if resp.get("_debug_info"):
+        out["_debug_info"] = resp["_debug_info"]
+    return out
+
+
+def _to_chunk(cid: str, resp: dict, created: int, include_role: bool) -> dict:
+    """openai.go toChunk: ``content`` is an ``any`` holding the string, so "" is written."""
+    message = resp.get("message") or {}
+    delta: dict[str, Any] = {"role": "assistant"} if include_role else {}
+    delta["content"] = message.get("content", "")
+    if message.get("thinking"):
+        delta["reasoning"] = message["thinking"]
+    calls = to_tool_calls(message.get("tool_calls"))
+    if calls:
+        delta["tool_calls"] = calls
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+    if resp.get("logprobs"):
+        choice["logprobs"] = {"content": resp["logprobs"]}
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": resp.get("model", ""),
+            "system_fingerprint": OPENAI_FINGERPRINT, "choices": [choice]}
+
+
+def to_stream_chunks(cid: str, resp: dict, created: int, include_role: bool) -> list[dict]:
+    """openai.go ToStreamChunks: a response with both reasoning and content (or tool calls) is split
+    in two chunks, the reasoning first (with the role, if any), the content second."""
+    message = resp.get("message") or {}
+    if not (message.get("thinking") and (message.get("content") or message.get("tool_calls"))):
+        return [_to_chunk(cid, resp, created, include_role)]
+    reasoning = _to_chunk(cid, resp, created, include_role)
+    delta = reasoning["choices"][0]["delta"]
+    delta.pop("content", None)
+    delta.pop("tool_calls", None)
+    content = _to_chunk(cid, resp, created, False)
+    content["choices"][0]["delta"].pop("reasoning", None)
+    content["choices"][0].pop("logprobs", None)
+    return [reasoning, content]
+
+
+def finish_chunk(cid: str, resp: dict, created: int, tool_call_sent: bool) -> dict:
+    """openai.go FinishChunk: the finish reason on its own chunk, with an empty delta."""
+    reason = resp.get("done_reason") or "stop"
+    if reason == "stop" and tool_call_sent:
+        reason = "tool_calls"
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": resp.get("model", ""),
+            "system_fingerprint": OPENAI_FINGERPRINT,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + go_json(obj).encode() + b"\n\n"
+
+
+class _CompatWriter:
+    """A gin.ResponseWriter the OpenAI middleware puts in front of a handler (BaseWriter): what the
+    handler writes at a status other than 200 becomes an OpenAI error (writeError, encoded by
+    json.Encoder, hence the newline); what it writes at 200 goes to ``response``."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self.h = handler
+
+    def json(self, status: int | None, obj: Any) -> None:
+        status = status or 500
+        if status != 200:
+            message = obj.get("error") if isinstance(obj, dict) else None
+            text = str(message) if message else "something went wrong, please see the ollama server logs for details"
+            return self.h._send(status, (go_json(openai_error(status, text)) + "\n").encode(), "application/json")
+        return self.response(obj)
+
+    def response(self, obj: Any) -> None:
+        raise NotImplementedError
+
+    def stream_start(self) -> None:
+        raise NotImplementedError
+
+    def stream_line(self, obj: Any) -> None:
+        raise NotImplementedError
+
+    def stream_end(self) -> None:
+        raise NotImplementedError
+
+
+class _OpenAIChatWriter(_CompatWriter):
+    """middleware/openai.go ChatWriter: the chat handler's answers as chat.completion(.chunk)s."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, stream: bool, stream_options: dict | None) -> None:
+        super().__init__(handler)
+        self.stream = stream
+        self.include_usage = bool((stream_options or {}).get("include_usage"))
+        self.id = f"chatcmpl-{random.randrange(999)}"  # rand.Intn(999)
+        self.tool_call_sent = False
+        self.first_chunk_sent = False
+        self.created: int | None = None  # pinned from the first response
+        self.chunked = False  # the streamed answer's headers are out
+
+    def response(self, obj: Any) -> None:
+        """One c.JSON at 200 (a non-streamed answer, or a load answer): a single write."""
+        if self.stream:
+            return self.h._send(200, b"".join(self._events(obj)), "text/event-stream")
+        self.h._send(200, (go_json(to_chat_completion(self.id, obj)) + "\n").encode(), "application/json")
+
+    def stream_start(self) -> None:
+        """streamResponse: nothing goes out before the first line (net/http sends headers with it)."""
+
+    def stream_line(self, obj: Any) -> None:
+        if isinstance(obj, dict) and set(obj) == {"error"}:
+            if not self.chunked:  # an error before anything was written: c.JSON(500, ...)
+                return self.json(500, obj)
+            obj = {}  # json.Encoder's {"error": ...} read back as an empty api.ChatResponse
+        if not self.chunked:
+            self.h._begin_chunked("text/event-stream")
+            self.chunked = True
+        self.h._write_chunk(b"".join(self._events(obj)))
+
+    def stream_end(self) -> None:
+        if self.chunked:
+            self.h._end_chunked()
+
+    def _events(self, resp: dict) -> list[bytes]:
+        """ChatWriter.writeResponse, streaming: the chunks of one api.ChatResponse."""
+        stamp = _unix(resp.get("created_at")) if resp.get("created_at") else int(time.time())
+        if self.created is None:
+            self.created = stamp
+        created = self.created
+        message = resp.get("message") or {}
+        done = bool(resp.get("done"))
+        empty_trailer = (done and self.first_chunk_sent and not message.get("content") and not message.get("thinking")
+                         and not message.get("tool_calls") and not resp.get("logprobs"))
+        out = []
+        if not empty_trailer:
+            for chunk in to_stream_chunks(self.id, resp, created, not self.first_chunk_sent):
+                if chunk["choices"][0]["delta"].get("tool_calls"):
+                    self.tool_call_sent = True
+                out.append(_sse(chunk))
+            self.first_chunk_sent = True
+        if done:
+            final = finish_chunk(self.id, resp, created, self.tool_call_sent)
+            out.append(_sse(final))
+            if self.include_usage:
+                out.append(_sse({**final, "choices": [], "usage": to_usage(resp)}))
+            out.append(b"data: [DONE]\n\n")
+        return out
+
+
+class _OpenAIModelWriter(_CompatWriter):
+    """middleware/openai.go RetrieveWriter: /api/show's answer as openai.ToModel."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, model: str) -> None:
+        super().__init__(handler)
+        self.model = model
+
+    def response(self, obj: Any) -> None:
+        body = {"id": self.model, "object": "model", "created": _unix(obj.get("modified_at")),
+                "owned_by": parse_bare(self.model).namespace}
+        self.h._send(200, (go_json(body) + "\n").encode(), "application/json")
+
+
+# ---------------------------------------------------------------------------------------------
 # HTTP
 
 
@@ -1453,6 +2235,7 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
         # -- request bodies
         def setup(self) -> None:
             super().setup()
+            self._compat = None
             self._body_left: int | None = 0
             self._chunked = False
             self._body_done = True
@@ -1531,6 +2314,9 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def _json(self, status: int, obj: Any) -> None:
+            """c.JSON: one write of ``obj`` at ``status``; under an OpenAI route its writer converts it."""
+            if self._compat is not None:
+                return self._compat.json(status, obj)
             self._send(status, go_json(obj).encode(), "application/json; charset=utf-8")
 
         def _error(self, status: int, message: str) -> None:
@@ -1547,18 +2333,33 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
             self._send(404, b"404 page not found", "text/plain")
 
         def _stream_start(self) -> None:
+            """streamResponse: NDJSON lines; under an OpenAI route its writer converts each line."""
             self._streaming = True
+            if self._compat is not None:
+                return self._compat.stream_start()
+            self._begin_chunked("application/x-ndjson")
+
+        def _stream_line(self, obj: Any) -> None:
+            if self._compat is not None:
+                return self._compat.stream_line(obj)
+            self._write_chunk((go_json(obj) + "\n").encode())
+
+        def _stream_end(self) -> None:
+            if self._compat is not None:
+                return self._compat.stream_end()
+            self._end_chunked()
+
+        def _begin_chunked(self, content_type: str) -> None:
             self.send_response(200)
-            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Content-Type", content_type)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
 
-        def _stream_line(self, obj: Any) -> None:
-            data = (go_json(obj) + "\n").encode()
+        def _write_chunk(self, data: bytes) -> None:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
-        def _stream_end(self) -> None:
+        def _end_chunked(self) -> None:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
@@ -1570,6 +2371,7 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 ollama.requests_log.append((method, path))
             self._begin_body()
             self._streaming = False
+            self._compat: _CompatWriter | None = None
             try:
                 self._route(method, path)
             except ApiError as exc:
@@ -1606,7 +2408,13 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 ("POST", "/api/generate"): self._generate,
                 ("GET", "/api/ps"): self._ps,
                 ("POST", "/api/pull"): self._pull,
+                ("POST", "/v1/chat/completions"): self._openai_chat,
+                ("GET", "/v1/models"): self._openai_models,
             }
+            if method == "GET" and path.startswith("/v1/models/"):
+                model = path[len("/v1/models/"):]
+                if model and "/" not in model:  # gin's :model is one path segment
+                    return self._openai_model(model)
             handler = routes.get((method, path))
             if handler is None:
                 return self._not_found()
@@ -1689,8 +2497,8 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
         def _ps(self) -> None:
             self._json(200, {"models": ollama.ps()})
 
-        def _show(self) -> None:
-            req = self._read_json()
+        def _show(self, req: dict | None = None) -> None:
+            req = self._read_json() if req is None else req
             text = req.get("model") or req.get("name")
             if not text:
                 raise ApiError(400, "model is required")
@@ -1792,8 +2600,9 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
             prompt = prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # the runner adds BOS
             return prompt, _ThinkSplitter(True, inside=prompt.rstrip().endswith(THINK_OPEN))
 
-        def _chat(self) -> None:
-            req = self._read_json()
+        def _chat(self, req: dict | None = None) -> None:
+            """ChatHandler; ``req`` is the decoded body (ChatMiddleware's translation on /v1/chat/completions)."""
+            req = self._read_json() if req is None else req
             model, options, think = self._prepare(req, chat=True)
             messages = req.get("messages") or []
             if not messages:
@@ -1905,6 +2714,38 @@ def _handler(ollama: OllamaDouble) -> type[BaseHTTPRequestHandler]:
                 self._stream_line(chunk("", "", final))
                 return self._stream_end()
             self._json(200, chunk("".join(all_thinking), "".join(all_content), final))
+
+        # -- OpenAI compatibility (routes.go: ChatMiddleware before ChatHandler, ListMiddleware before
+        # ListHandler, RetrieveMiddleware before ShowHandler)
+        def _openai_abort(self, status: int, message: str) -> None:
+            """c.AbortWithStatusJSON(status, openai.NewError(...)): gin's JSON render (no newline)."""
+            self._send(status, go_json(openai_error(status, message)).encode(), "application/json; charset=utf-8")
+
+        def _openai_chat(self) -> None:
+            """POST /v1/chat/completions: ChatMiddleware, then the chat handler behind a ChatWriter."""
+            try:
+                req = go_decode_request(b"".join(self._iter_body()))
+            except GoJSONError as exc:
+                return self._openai_abort(400, exc.message)
+            if not req.get("messages"):
+                return self._openai_abort(400, ERR_OPENAI_NO_MESSAGES)
+            try:
+                chat = from_chat_request(req)
+            except OpenAIRequestError as exc:
+                return self._openai_abort(400, str(exc))
+            self._compat = _OpenAIChatWriter(self, bool(req.get("stream")), req.get("stream_options"))
+            self._chat(chat)
+
+        def _openai_models(self) -> None:
+            """GET /v1/models: openai.ToListCompletion of /api/tags' list (``data`` null when empty)."""
+            data = [{"id": m.get("model") or m["name"], "object": "model", "created": _unix(m.get("modified_at")),
+                     "owned_by": parse_bare(m.get("model") or m["name"]).namespace} for m in ollama.tags()]
+            self._send(200, (go_json({"object": "list", "data": data or None}) + "\n").encode(), "application/json")
+
+        def _openai_model(self, model: str) -> None:
+            """GET /v1/models/:model: ShowHandler for ``{"name": model}`` behind a RetrieveWriter."""
+            self._compat = _OpenAIModelWriter(self, model)
+            self._show({"name": model})
 
         do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = _dispatch
 
