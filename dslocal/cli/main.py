@@ -39,6 +39,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "gguf": LazyCommand(
         "dslocal.cli.gguf_cmd:gguf_group", "Inspect (and check), merge and split GGUF files and split sets."
     ),
+    "chat": LazyCommand("dslocal.cli.chat_cmd:chat_cmd", "Chat with a local DeepSeek: streaming Markdown, reasoning shown properly, history kept."),
+    "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
+    "key": LazyCommand("dslocal.cli.key_cmd:key_group", "API keys for the DeepSeek API and OpenAI-compatible servers, in the OS keyring."),
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
     ),
@@ -51,6 +54,8 @@ EPILOG = """\b
 Examples:
   dslocal recommend             what runs best on this machine, and why
   dslocal pull r1-distill-qwen-7b
+  dslocal chat r1-distill-qwen-7b
+  dslocal ask r1-distill-qwen-7b "Why is the sky blue?" --json
   dslocal plan r1-671b-q2 --hw rtx4090-64gb
   dslocal hw                    what this machine has, and what Ollama can use
   dslocal paths                 where config, models, cache and logs live

@@ -76,6 +76,6 @@ def pull_cmd(app: AppContext, model: str, ctx: int | None, source: str | None, n
         click.echo(f"{result.name} is ready ({format_bytes(result.blob_bytes)}, {result.digest})")
         if result.smoke:
             click.echo(f"smoke test: {result.smoke['tokens']} tokens in {result.smoke['seconds']} s")
-        click.echo(f"chat with it: ollama run {result.name}")
+        click.echo(f"chat with it: dslocal chat {result.name.removesuffix(':latest')}")
 
     emit("pull", data, as_json=as_json, human=human)

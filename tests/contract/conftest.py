@@ -60,7 +60,9 @@ class Server:
         port = _free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith("OLLAMA_")}
         full.update({"OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(self.models_dir),
-                     "HOME": str(self.home), "OLLAMA_NO_CLOUD": "1", "OLLAMA_KEEP_ALIVE": "5m"})
+                     "HOME": str(self.home), "OLLAMA_NO_CLOUD": "1", "OLLAMA_KEEP_ALIVE": "5m",
+                     # the double's Go template program is built once into the user's cache, not per HOME
+                     "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")})
         full.update({k: v for k, v in self.extra.items() if v is not None})
         self.log = open(self.root / "serve.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(self.command, env=full, stdout=self.log, stderr=subprocess.STDOUT,
