@@ -1345,8 +1345,9 @@ def _bos_text(ollama: OllamaDouble, model: _Model) -> str:
 
 
 def _render_jinja(ollama: OllamaDouble, model: _Model, messages: list[dict], tools: Any, think: Any) -> str:
-    """The native path: the GGUF's chat template applied to the messages, ``enable_thinking`` passed as
-    Ollama's ``chat_template_kwargs`` does. llama-server uses minja; jinja2 is its close stand-in."""
+    """The native path: the GGUF's chat template applied to the messages, ``enable_thinking`` and, for a
+    level, ``reasoning_effort`` passed as Ollama's ``chat_template_kwargs`` (llm/llama_server.go
+    llamaServerChatTemplateKwargs). llama-server uses minja; jinja2 is its close stand-in."""
     import jinja2
 
     chat = ollama.chat_template(model)
@@ -1361,7 +1362,9 @@ def _render_jinja(ollama: OllamaDouble, model: _Model, messages: list[dict], too
 
     env = jinja2.Environment(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(ApiError(500, str(message)))
-    kwargs = {} if think is None else {"enable_thinking": bool(think)}
+    kwargs: dict[str, Any] = {} if think is None else {"enable_thinking": bool(think)}
+    if isinstance(think, str) and think:
+        kwargs["reasoning_effort"] = think
     try:
         return env.from_string(chat).render(messages=messages, tools=tools, add_generation_prompt=True,
                                             bos_token=token("tokenizer.ggml.bos_token_id"),

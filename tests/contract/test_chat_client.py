@@ -133,3 +133,36 @@ def test_the_server_going_away_mid_answer_keeps_the_partial_answer(ollama, tmp_p
     assert "partial answer is kept" in events[-1].hint
     kept = session.messages[-1]
     assert kept.role == "assistant" and kept.partial and (kept.content or kept.thinking)
+
+
+# A chat template in the shape of DeepSeek-V4's (written for these tests): thinking off closes the block,
+# thinking on opens it, and the level reaches the template as ``reasoning_effort`` ("max" here leaves the
+# prompt one token further into the scripted reasoning, so the answer shows which level arrived).
+V4_JINJA = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<｜Assistant｜></think>' + message['content'] + '<｜end▁of▁sentence｜>' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}"
+    "{% if enable_thinking is defined and not enable_thinking %}{{ '</think>' }}"
+    "{% else %}{{ '<think>' }}{% if reasoning_effort is defined and reasoning_effort == 'max' %}{{ '\\nH' }}{% endif %}"
+    "{% endif %}{% endif %}"
+)
+
+
+def test_v4_levels_reach_the_ggufs_template(ollama, scripted, tmp_path):
+    """No TEMPLATE (the deepseek-v4 family): the server applies the GGUF's jinja with
+    ``chat_template_kwargs`` {enable_thinking, reasoning_effort} (llm/llama_server.go)."""
+    from contract.api import with_chat_template
+
+    server = ollama()
+    gguf = with_chat_template(scripted, tmp_path / "v4.gguf", V4_JINJA)
+    import_files(server.url, "v4", [gguf])
+    session = ChatSession(OllamaChat(OllamaClient(server.url), "v4"), rules_for("v4-flash-ud-q2_k_xl"))
+    sent, options, _ = session.request()
+    assert options.think == "high", "V4 thinks at 'high' unless told otherwise"
+    assert split(list(session.send("Why?"))) == ("Hm.", "OK!")
+    session.set_options(think="max")
+    assert split(list(session.send("Why?"))) == ("m.", "OK!"), "reasoning_effort 'max' reached the template"
+    session.set_options(think=False)
+    assert split(list(session.send("Why?"))) == ("", "OK!")
