@@ -222,6 +222,10 @@ class OpenAIChat:
                              "check the key: 'dslocal key status'", kind="refused")
         text = self._clean(_error_text(response))
         lowered = text.lower()
+        if status in (404, 405) and "model" not in lowered:  # llama-server "File Not Found", FastAPI "Not Found"
+            return ChatError(f"{self.base_url} has no chat completions endpoint (HTTP {status}: {text})",
+                             "check --url: OpenAI-compatible servers usually serve it under /v1 "
+                             "(e.g. http://127.0.0.1:8080/v1)", kind="refused")
         if status == 404 or "not found" in lowered or "not exist" in lowered:
             return ChatError(f"{self.base_url} has no model {model!r} (HTTP {status}): {text}", self.model_hint(),
                              kind="not_found")
