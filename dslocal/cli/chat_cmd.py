@@ -131,7 +131,8 @@ def chat_cmd(app: AppContext, model: str | None, backend: str, url: str | None, 
                           messages=previous.messages if previous else ())
     console = Console(highlight=False)
     repl = Repl(session, console, rich=console.is_terminal, thinking_mode=thinking_mode,
-                save=None if store is None else functools.partial(_save, store))
+                save=None if store is None else functools.partial(_save, store),
+                switch=lambda name: _target(app, backend, name, url, dialect, think))
     intro = f"resuming {previous.id} ({len(previous.messages)} messages)" if previous is not None else None
     try:
         repl.run(intro)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -25,7 +26,7 @@ HELP = """\
 /retry                 answer the last question again
 /save [FILE]           write this conversation as Markdown
 /stats                 the last answer's figures
-/model                 the model and backend in use
+/model [NAME]          the model in use, or switch to another (the conversation goes on)
 /bye                   leave (also /exit, Ctrl+D)
 Enter sends; Alt+Enter (or Esc then Enter) adds a line; \"\"\" starts and ends a multi-line message.
 Ctrl+C stops an answer (what streamed is kept) and clears the line at the prompt."""
@@ -89,12 +90,14 @@ def read_message(read: Callable[[str], str]) -> str:
 class Repl:
     def __init__(self, session: ChatSession, console: Console, *, rich: bool, thinking_mode: str = "fold",
                  save: Callable[[ChatSession, Path | None], Path] | None = None,
+                 switch: Callable[[str], Any] | None = None,
                  read: Callable[[str], str] | None = None) -> None:
         self.session = session
         self.console = console
         self.rich = rich
         self.thinking_mode = thinking_mode
         self.save = save
+        self.switch = switch  # model name -> dslocal.chat.connect.Target
         self.read = read or line_reader(console)
 
     # -- output
@@ -242,6 +245,13 @@ class Repl:
         self.say(stats_line(stats) if stats else "(no answer yet)", "")
 
     def cmd_model(self, arg: str) -> None:
+        if arg:
+            if self.switch is None:
+                raise DslocalError("this backend cannot switch models here", "start another 'dslocal chat MODEL'")
+            target = self.switch(arg)
+            self.session.backend, self.session.rules = target.backend, target.rules
+            for note in self.session.request()[2]:
+                self.say(note, "yellow")
         rules = self.session.rules
         self.say(f"{self.session.backend.model} via {self.session.backend.name}; rules of {rules.family} "
                  f"(thinking {rules.thinking}, temperature {rules.temperature}, top_p {rules.top_p})", "")
