@@ -19,8 +19,9 @@ LEVELS = ("low", "medium", "high", "max")
 def _chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options chat and ask share: where the model runs, thinking, sampling."""
     decorators = [
-        click.option("--backend", type=click.Choice(["ollama", "openai", "deepseek"]), default="ollama", show_default=True,
-                     help="Ollama, any OpenAI-compatible server (--url), or the DeepSeek API (needs a key)."),
+        click.option("--backend", type=click.Choice(["ollama", "embedded", "openai", "deepseek"]), default="ollama",
+                     show_default=True, help="Ollama; 'embedded': llama.cpp in dslocal itself (no Ollama needed; MODEL "
+                     "may be a GGUF path); any OpenAI-compatible server (--url); or the DeepSeek API (needs a key)."),
         click.option("--url", help="The OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8080/v1."),
         click.option("--dialect", type=click.Choice(["llama-server", "vllm", "ollama", "generic"]), default="generic",
                      show_default=True, help="How the --url server is asked to think or not."),
@@ -56,9 +57,36 @@ def _target(app: AppContext, backend: str, model: str | None, url: str | None, d
         return ollama_target(app.settings(), model, last_used=last_used)
     if backend == "deepseek":
         return deepseek_target(model, url=url)
+    if backend == "embedded":
+        return _embedded_target(app, model, think)
     if not url:
         raise UsageError("--backend openai needs --url", "e.g. --url http://127.0.0.1:8080/v1")
     return openai_target(url, model, api_key=get_key("openai"), dialect=dialect, think=think)
+
+
+def _embedded_target(app: AppContext, model: str | None, think: bool | None):  # -> Target
+    """llama.cpp's server from xllamacpp in a child process, for this chat only (loopback, a random key)."""
+    import atexit
+
+    from dslocal.chat.connect import Target
+    from dslocal.chat.rules import rules_for
+    from dslocal.engines.embedded import for_chat, require
+    from dslocal.engines.models import resolve_model
+    from dslocal.engines.prepare import launch_for
+    from dslocal.errors import UsageError
+    from dslocal.hardware.detect import detect
+
+    require()
+    if not model:
+        raise UsageError("--backend embedded needs a model", "a catalog id, an Ollama model name or a GGUF path")
+    settings = app.settings()
+    files = resolve_model(settings, model)
+    launch, _ = launch_for(settings, files, detect(settings.models_dir))
+    server = for_chat(launch, app.paths.log_dir / "embedded.log")
+    atexit.register(server.stop)
+    server.start(progress=note)
+    catalog_id = files.variant.id if files.variant else None
+    return Target(server.chat_backend(), rules_for(files.alias, catalog_id=catalog_id), files.alias, catalog_id)
 
 
 def _store(app: AppContext):  # -> HistoryStore
@@ -213,7 +241,8 @@ def ask_cmd(app: AppContext, model: str | None, prompt: str | None, backend: str
                                                                            max_tokens, seed), system=system, store=store)
     stream_now = sys.stdout.isatty() and not as_json
     out = sys.stdout if stream_now else _Buffer()
-    renderer = PlainRenderer(out, sys.stderr, "show" if show_thinking else "hide", thinking_out=sys.stderr)
+    renderer = PlainRenderer(out, sys.stderr, "show" if show_thinking else "hide", thinking_out=sys.stderr,
+                             live=stream_now)
     for line in session.request()[2]:
         note(line)
     try:

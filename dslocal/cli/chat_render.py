@@ -180,7 +180,9 @@ class RichRenderer:
 class PlainRenderer:
     """Off a terminal: the answer as it arrives; reasoning only when asked for, marked, on ``thinking_out``."""
 
-    def __init__(self, out: IO[str], err: IO[str], thinking_mode: str = "hide", thinking_out: IO[str] | None = None) -> None:
+    def __init__(self, out: IO[str], err: IO[str], thinking_mode: str = "hide", thinking_out: IO[str] | None = None,
+                 *, live: bool = True) -> None:
+        self.live = live  # the answer is written as it arrives (not collected for the end)
         self.out = out
         self.err = err
         self.thinking_mode = thinking_mode
@@ -201,7 +203,7 @@ class PlainRenderer:
                 self._thinking_open = True
             self.thinking_out.write(event.text)
             self.thinking_out.flush()
-        elif isinstance(event, ThinkingWasAnswer):
+        elif isinstance(event, ThinkingWasAnswer) and self.live:
             self.err.write("(the text above was the model's reasoning)\n")
         elif isinstance(event, AnswerDelta):
             self._close_thinking()

@@ -41,6 +41,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "chat": LazyCommand("dslocal.cli.chat_cmd:chat_cmd", "Chat with a local DeepSeek: streaming Markdown, reasoning shown properly, history kept."),
     "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
+    "serve": LazyCommand("dslocal.cli.serve_cmd:serve_cmd", "Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."),
     "key": LazyCommand("dslocal.cli.key_cmd:key_group", "API keys for the DeepSeek API and OpenAI-compatible servers, in the OS keyring."),
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
