@@ -248,3 +248,11 @@ def test_ask_an_openai_compatible_server(env):
     data = json.loads(result.stdout)["data"]
     assert (data["answer"], data["thinking"], data["backend"]) == ("OK!", "Hm.", "openai")
     assert data["stats"]["answer_tokens"] == 9
+
+
+def test_no_ollama_is_no_dead_end(env):
+    """Ollama not answering: the error offers to start or install it, or the embedded engine."""
+    result = ask({**env, "OLLAMA_HOST": "127.0.0.1:9"}, "r1", "hi")
+    assert result.returncode == 8
+    assert "no Ollama server answers" in result.stderr
+    assert "dslocal ollama install" in result.stderr and "--backend embedded" in result.stderr

@@ -15,7 +15,7 @@ from dslocal.catalog.catalog import load_catalog
 from dslocal.chat.events import ChatBackend
 from dslocal.chat.rules import ModelRules, rules_for
 from dslocal.config import Settings
-from dslocal.errors import NotFoundError, UsageError
+from dslocal.errors import NotFoundError, OllamaError, UsageError
 
 BACKENDS = ("ollama", "openai", "deepseek")
 
@@ -76,7 +76,13 @@ def ollama_target(settings: Settings, model: str | None, *, last_used: str | Non
     from dslocal.ollama.client import OllamaClient
 
     client = OllamaClient(str(settings["ollama_host"]))
-    names = _ollama_names(client.tags())
+    try:
+        names = _ollama_names(client.tags())
+    except OllamaError as exc:
+        if "no Ollama server answers" not in exc.message:
+            raise
+        raise OllamaError(exc.message, "start it with 'dslocal ollama start' (no Ollama yet: 'dslocal ollama install'), "
+                                       "or chat without Ollama: --backend embedded (MODEL may be a GGUF path)") from None
     model = model or choose_default(settings, names, last_used)
     name, catalog_id = pulled_name(settings, model, names)
     if name is None:

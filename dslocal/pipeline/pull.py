@@ -151,7 +151,9 @@ def _connect(p: _Pull) -> None:
     elif not p.request.dry_run:
         raise OllamaError(
             f"no Ollama server answers at {p.client.url}",
-            "start one with 'dslocal ollama start', or use --direct to write the model into OLLAMA_MODELS",
+            "start one with 'dslocal ollama start' (no Ollama yet: 'dslocal ollama install'), use --direct to "
+            "write the model into OLLAMA_MODELS, or go without Ollama: 'dslocal download ID', then "
+            "'dslocal chat ID --backend embedded'",
         )
 
 
