@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from contract.api import import_files
 from contract.conftest import Server
 
@@ -256,3 +257,15 @@ def test_no_ollama_is_no_dead_end(env):
     assert result.returncode == 8
     assert "no Ollama server answers" in result.stderr
     assert "dslocal ollama install" in result.stderr and "--backend embedded" in result.stderr
+
+
+def test_serve_with_ollama_loads_the_model_and_names_the_endpoint(env, server):
+    result = subprocess.run([sys.executable, "-m", "dslocal", "serve", "r1", "--engine", "ollama"], env=env,
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert f"Ollama's OpenAI-compatible API: {server.url}/v1 (model id 'r1:latest'" in result.stdout
+    loaded = [m["name"] for m in requests.get(server.url + "/api/ps", timeout=10).json()["models"]]
+    assert "r1:latest" in loaded
+    refused = subprocess.run([sys.executable, "-m", "dslocal", "serve", "r1", "--engine", "ollama", "--host", "0.0.0.0"],
+                             env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "Ollama's API has no keys" in refused.stderr
