@@ -533,16 +533,7 @@ def shown_time(iso: str) -> str:
 
 def stats_line(stats: Stats | None) -> str:
     """``Thought for 12.3 s · 25.1 tok/s · 412 tokens`` with the figures that are known ("" when none)."""
-    if stats is None:
-        return ""
-    parts = []
-    if stats.thinking_seconds:
-        parts.append(f"Thought for {stats.thinking_seconds:.1f} s")
-    if stats.decode_tps:
-        parts.append(f"{stats.decode_tps:.1f} tok/s")
-    if stats.answer_tokens:
-        parts.append(f"{stats.answer_tokens} tokens")
-    return " · ".join(parts)
+    return stats.summary() if stats is not None else ""
 
 
 def export_markdown(conversation: Conversation, *, thinking: bool = True) -> str:

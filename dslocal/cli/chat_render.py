@@ -17,22 +17,7 @@ THINKING_MODES = ("fold", "show", "hide")
 
 
 def stats_line(stats: Stats | None, reason: str = "stop") -> str:
-    if stats is None:
-        return ""
-    parts = []
-    if stats.thinking_seconds:
-        parts.append(f"thought for {stats.thinking_seconds:.1f} s")
-    if stats.decode_tps:
-        parts.append(f"{stats.decode_tps:.1f} tok/s")
-    if stats.answer_tokens:
-        parts.append(f"{stats.answer_tokens} tokens")
-    if stats.prompt_tokens:
-        parts.append(f"prompt {stats.prompt_tokens} tokens" + (f" at {stats.prompt_tps:.0f} tok/s" if stats.prompt_tps else ""))
-    if stats.first_token_seconds is not None:
-        parts.append(f"first token {stats.first_token_seconds:.2f} s")
-    if reason == "length":
-        parts.append("cut off at the token limit")
-    return " · ".join(parts)
+    return stats.summary(detail=True, reason=reason) if stats is not None else ""
 
 
 def stable_split(text: str) -> int:
