@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "chat": LazyCommand("dslocal.cli.chat_cmd:chat_cmd", "Chat with a local DeepSeek: streaming Markdown, reasoning shown properly, history kept."),
     "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
     "serve": LazyCommand("dslocal.cli.serve_cmd:serve_cmd", "Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."),
+    "tui": LazyCommand("dslocal.cli.tui_cmd:tui_cmd", "The wizard from this machine to a running chat, and a launcher afterwards."),
     "key": LazyCommand("dslocal.cli.key_cmd:key_group", "API keys for the DeepSeek API and OpenAI-compatible servers, in the OS keyring."),
     "config": LazyCommand(
         "dslocal.cli.config_cmd:config_group", "Show or change settings (flags > env > file > defaults)."
@@ -67,7 +69,8 @@ Examples:
 
 \b
 Environment: DSLOCAL_HOME puts every dslocal folder under one directory;
-DSLOCAL_CONFIG names the config file; DSLOCAL_DEBUG=1 shows tracebacks.
+DSLOCAL_CONFIG names the config file; DSLOCAL_DEBUG=1 shows tracebacks. On a terminal,
+'dslocal' alone opens the TUI (DSLOCAL_NO_TUI=1 prints this help instead).
 """
 
 
@@ -90,6 +93,11 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     """dslocal: run DeepSeek R1, V3 and the R1 distills on your own machine through Ollama."""
     ctx.obj = AppContext(config_file=config_file)
     if ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("DSLOCAL_NO_TUI"):
+            from dslocal.cli.tui_cmd import run_tui
+
+            run_tui(ctx.obj)
+            return
         click.echo(ctx.get_help())
 
 
