@@ -81,12 +81,11 @@ def build(config_file: Path | None = None) -> Services:
         from dslocal.ollama import daemon
 
         files = daemon_files()
-        if action in ("stop", "restart"):
-            daemon.stop(files)
+        stopped = daemon.stop(files) if action in ("stop", "restart") else False
         if action in ("start", "restart"):
             pid = daemon.start(files, host, Path(str(settings["ollama_models"])))
-            return f"Ollama started (pid {pid})"
-        return "Ollama stopped"
+            return f"Ollama {'restarted' if stopped else 'started'} (pid {pid})"
+        return "Ollama stopped" if stopped else "dslocal's Ollama server was not running"
 
     def ollama_log(lines: int) -> list[str]:
         try:
