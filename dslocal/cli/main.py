@@ -51,6 +51,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "history": LazyCommand(
         "dslocal.cli.history_cmd:history_group", "Saved chat conversations: list, show, export and remove them."
     ),
+    "demo": LazyCommand(
+        "dslocal.cli.demo_cmd:demo_cmd", "Prove this installation works: a tiny DeepSeek, pulled from a loopback hub, answers (offline)."
+    ),
 }
 
 EPILOG = """\b
