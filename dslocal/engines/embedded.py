@@ -42,11 +42,13 @@ class EmbeddedServer(ServerProcess):
 
     def __init__(self, launch: Launch, log_path: Path) -> None:
         super().__init__(launch, log_path)
-        self._work = Path(tempfile.mkdtemp(prefix="dslocal-engine-"))
-        self._ready = self._work / "ready.json"
+        self._work: Path | None = None
+        self._ready = Path()
 
     def _spawn(self) -> subprocess.Popen:
         require()
+        self._work = Path(tempfile.mkdtemp(prefix="dslocal-engine-"))
+        self._ready = self._work / "ready.json"
         config = {**self.launch.as_dict(), "api_key": self.launch.api_key, "ready_file": str(self._ready)}
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
@@ -78,11 +80,11 @@ class EmbeddedServer(ServerProcess):
 
     def stop(self) -> None:
         super().stop()
-        for path in (self._ready, self._work):
-            try:
-                path.unlink() if path.is_file() else path.rmdir()
-            except OSError:
-                pass
+        if self._work is not None:
+            import shutil
+
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
 
 
 def for_chat(launch: Launch, log_path: Path) -> EmbeddedServer:
