@@ -115,17 +115,15 @@ def build(config_file: Path | None = None) -> Services:
         return [dataclasses.asdict(s) for s in measure(settings)]
 
     def disk_plan(variant: Any) -> dict[str, Any]:
-        import shutil
+        """What a default pull of ``variant`` needs on disk (the same plan 'dslocal pull --dry-run' prints)."""
+        from dslocal.pipeline.disk import disk_free, plan_disk
 
-        from dslocal.pipeline.disk import plan_disk
-
-        folder = settings.models_dir
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        free = shutil.disk_usage(folder).free
+        store = Path(str(settings["ollama_models"]))
+        download = settings.models_dir / variant.hf_repo
         plan_ = plan_disk(variant.size_bytes, fetched=False, delete_shards=True, blob_done=False, create_done=False,
-                          rewrites=True, shared_store=True, direct=False, free_bytes=free)
-        return dataclasses.asdict(plan_) if dataclasses.is_dataclass(plan_) else dict(plan_)
+                          rewrites=True, shared_store=True, direct=False, free_bytes=disk_free(download),
+                          layout="ollama", download_dir=str(download), store=str(store), server_version=None)
+        return {**plan_.as_dict(), "message": plan_.message()}
 
     return Services(hardware=hardware, verdicts=verdicts, catalog=catalog, plan=plan, recommend=recommend,
                     modelfile=modelfile, ollama_state=ollama_state, ollama_models=ollama_models,
