@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dslocal.progress import Progress, ProgressSink, null_sink
+
+if TYPE_CHECKING:  # the pipeline is imported when a pull runs, not with every command that shows a bar
+    from dslocal.pipeline.steps import PullEvent, PullEvents, StepProgress
 
 
 @contextlib.contextmanager
@@ -73,3 +77,48 @@ def transfer_bars(*, quiet: bool = False, max_file_bars: int = 4) -> Iterator[Pr
                 bar.update(task_for(event.task, label, event.total), completed=event.done, total=event.total)
 
         yield sink
+
+
+class _StepBars:
+    """A pull's progress as bars: one per step phase ("[4/8] download"), one per file in flight."""
+
+    def __init__(self, bar: Any, max_file_bars: int) -> None:
+        self.bar, self.max_file_bars = bar, max_file_bars
+        self.tasks: dict[tuple[str, str, str | None], Any] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: PullEvent) -> None:
+        from dslocal.pipeline.steps import StepFailed, StepFinished, StepProgress
+
+        with self.lock:
+            if isinstance(event, StepProgress):
+                self._progress(event)
+            elif isinstance(event, (StepFinished, StepFailed)):
+                for key in [k for k in self.tasks if k[0] == event.step]:
+                    self.bar.remove_task(self.tasks.pop(key))
+
+    def _progress(self, event: StepProgress) -> None:
+        from dslocal.pipeline.steps import STEPS, step_number
+
+        key = (event.step, event.phase, event.item)
+        if key not in self.tasks:
+            if event.item is not None:
+                if sum(k[2] is not None for k in self.tasks) >= self.max_file_bars:
+                    return
+                label = event.item.rsplit("/", 1)[-1]
+            else:
+                label = f"[{step_number(event.step)}/{len(STEPS)}] {event.step}"
+                label += "" if event.phase == event.step else f": {event.phase}"
+            self.tasks[key] = self.bar.add_task(label, total=event.total)
+        self.bar.update(self.tasks[key], completed=event.done, total=event.total)
+        if event.item is not None and event.total is not None and event.done >= event.total:
+            self.bar.remove_task(self.tasks.pop(key))
+
+
+@contextlib.contextmanager
+def step_bars(*, quiet: bool = False, max_file_bars: int = 4) -> Iterator[PullEvents]:
+    """Bars for a pull's step events (its notes are the caller's to print); nothing when quiet or not on a TTY."""
+    from dslocal.pipeline.steps import no_events
+
+    with _bars(quiet) as bar:
+        yield no_events if bar is None else _StepBars(bar, max_file_bars)

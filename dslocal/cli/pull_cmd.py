@@ -7,7 +7,7 @@ import click
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, note
 from dslocal.cli.planning import hw_option, load_hw
-from dslocal.cli.progress import transfer_bars
+from dslocal.cli.progress import step_bars
 from dslocal.units import format_bytes, format_rate
 
 
@@ -52,12 +52,19 @@ def pull_cmd(app: AppContext, model: str, ctx: int | None, source: str | None, n
              as_json: bool) -> None:
     """Download, verify, merge and import a DeepSeek model into Ollama, with the least disk."""
     from dslocal.pipeline import PullRequest, pull
+    from dslocal.pipeline.steps import PullEvent, StepNote
 
     settings = app.settings({"source": source})
     request = PullRequest(model=model, name=name, ctx=ctx, source=source, keep_shards=keep_shards, direct=direct,
                           dry_run=dry_run, smoke_test=not no_smoke_test, force=force)
-    with transfer_bars(quiet=quiet or as_json) as sink:
-        result = pull(request, settings, load_hw(app, hw), notify=note, progress=sink)
+    with step_bars(quiet=quiet or as_json) as bars:
+
+        def render(event: PullEvent) -> None:
+            if isinstance(event, StepNote):
+                note(event.text)  # the lines on stderr, as a pull always said them
+            bars(event)
+
+        result = pull(request, settings, load_hw(app, hw), events=render)
     data = {
         "name": result.name, "digest": result.digest, "blob_bytes": result.blob_bytes, "dry_run": result.dry_run,
         "steps": result.steps, "resumed": result.resumed, "disk_plan": result.disk_plan, "plan": result.plan,

@@ -2,6 +2,10 @@
 
 resolve -> hardware and plan -> disk preflight -> download (verified) -> shard-set check
 -> model blob (merge, least disk) -> create (Ollama API) or --direct -> smoke test.
+Those are the named steps of :mod:`dslocal.pipeline.steps` (resolve, plan, preflight,
+download, verify, merge, create, smoke): one runner runs them and reports each one's
+start, progress, notes and end as typed events (``pull(..., events=sink)``), which the
+CLI and the TUI render.
 
 Each finished step is recorded in a journal (``STATE/pulls/NAME.json``), so a rerun
 after a crash continues at the right step: verified files are not fetched again (the
@@ -29,8 +33,9 @@ from dslocal.pipeline.journal import Journal
 from dslocal.pipeline.provenance import provenance_path, read_provenance, record_provenance
 from dslocal.pipeline.pull import pull
 from dslocal.pipeline.request import PullRequest, PullResult, Resolved, default_name, resolve
+from dslocal.pipeline.steps import STEPS, PullEvent, PullEvents, StepBoard, StepState
 
 __all__ = [
-    "Journal", "PullRequest", "PullResult", "Resolved", "default_name", "provenance_path", "pull",
-    "read_provenance", "record_provenance", "resolve",
+    "STEPS", "Journal", "PullEvent", "PullEvents", "PullRequest", "PullResult", "Resolved", "StepBoard", "StepState",
+    "default_name", "provenance_path", "pull", "read_provenance", "record_provenance", "resolve",
 ]

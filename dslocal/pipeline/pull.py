@@ -1,4 +1,10 @@
-"""The pull runner: one step after another, each recorded in the journal."""
+"""The pull: its steps (resolve, plan, preflight, download, verify, merge, create, smoke), run by one runner.
+
+Each step is a function of the pull's state that returns an :class:`Outcome`; the
+:class:`~dslocal.pipeline.runner.StepRunner` runs them in order and turns them into typed
+events (:mod:`dslocal.pipeline.steps`). What finished is recorded in the journal, so a
+rerun after a crash continues; the journal is finished once the last step is.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +29,12 @@ from dslocal.pipeline.journal import Journal
 from dslocal.pipeline.provenance import read_provenance, record_provenance
 from dslocal.pipeline.request import PullRequest, PullResult, Resolved, default_name, resolve
 from dslocal.pipeline.reuse import blob_problem, source_journal, source_key, work_name
+from dslocal.pipeline.runner import Step, StepRunner
+from dslocal.pipeline.steps import Outcome, PullEvents, StepState, no_events
 from dslocal.planner.facts import ModelFacts, from_shard_set, from_variant
 from dslocal.planner.fit import OLLAMA_AUTO_FIT, Plan, parse_version, plan
 from dslocal.progress import Progress, ProgressSink, null_sink
-from dslocal.units import format_bytes
+from dslocal.units import format_bytes, format_rate
 
 MIN_OLLAMA = (0, 5, 5)  # the 'modelfile' field of /api/create was removed; 'files' arrived
 DEFAULT_LOAD_TIMEOUT = 5 * 60.0  # envconfig.LoadTimeout's default
@@ -43,11 +51,11 @@ class _Pull:
     profile: HardwareProfile
     notify: Notify
     progress: ProgressSink
-    resolved: Resolved
-    store: Store
-    client: OllamaClient
-    journal: Journal
-    result: PullResult
+    resolved: Resolved = field(init=False)  # these five are the resolve step's
+    store: Store = field(init=False)
+    client: OllamaClient = field(init=False)
+    journal: Journal = field(init=False)
+    result: PullResult = field(init=False)
     version: str | None = None
     shared_store: bool = True
     facts: ModelFacts | None = None
@@ -58,6 +66,8 @@ class _Pull:
     blob: dict[str, Any] | None = None  # the model blob to use: recorded by this pull, or found by its source
     source: Journal | None = None  # what was merged from these files, whatever the pull was named
     gated: bool = False  # the plan was checked against what is worth a download
+    shards: tuple[Path, ...] = ()  # the files to verify and merge
+    digest: str = ""  # the model blob's
 
     @property
     def name(self) -> str:
@@ -89,36 +99,70 @@ def pull(
     *,
     notify: Notify = lambda message: None,
     progress: ProgressSink = null_sink,
+    events: PullEvents = no_events,
 ) -> PullResult:
-    resolved = resolve(request)  # the name is checked here, before any other work
-    name = resolved.name
-    p = _Pull(
-        request, settings, profile, notify, progress, resolved,
-        store=Store(Path(settings["ollama_models"])),  # type: ignore[arg-type]
-        client=OllamaClient(str(settings["ollama_host"])),
-        journal=Journal(settings.paths.state_dir / "pulls" / f"{default_name(name)}.json",
-                        {"model": request.model, "name": name, "direct": request.direct}),
-        result=PullResult(name, None, 0, {}, {}),
-    )
+    """Pull ``request``: the steps of :data:`~dslocal.pipeline.steps.STEPS` in order.
+
+    ``notify`` and ``progress`` get the lines and counts they always got; ``events`` gets
+    them as the steps' typed events, with each step's start, end, state and timing.
+    """
+    runner = StepRunner(PULL_STEPS, events)
+    p = _Pull(request, settings, profile, runner.notify(notify), runner.progress(progress))
+    if runner.run(p):
+        _record(p, p.digest)
+        p.journal.finish()
+    return p.result
+
+
+def _resolve(p: _Pull) -> Outcome:
+    """What to pull and under which name (checked before any other work), and the server that takes it."""
+    request, settings = p.request, p.settings
+    p.resolved = resolve(request)
+    p.store = Store(Path(settings["ollama_models"]))  # type: ignore[arg-type]
+    p.client = OllamaClient(str(settings["ollama_host"]))
+    p.journal = Journal(settings.paths.state_dir / "pulls" / f"{default_name(p.name)}.json",
+                        {"model": request.model, "name": p.name, "direct": request.direct})
+    p.result = PullResult(p.name, None, 0, {}, {})
     if _already_there(p):
-        return p.result
+        return Outcome(summary=f"{p.name} is already in Ollama", rest=StepState.RESUMED,
+                       rest_summary="already in Ollama")
     _connect(p)
+    if request.direct:
+        server = "--direct: no server needed"
+    elif p.version is None:
+        server = "no Ollama server (dry run)"
+    else:
+        server = f"Ollama {p.version}" + ("" if p.shared_store else ", which keeps its models elsewhere")
+    return Outcome(summary=f"{request.model} as {p.name}; {server}")
+
+
+def _plan(p: _Pull) -> Outcome:
+    """The plan (refused when not worth the download), what earlier runs left, and the files to fetch."""
     _first_plan(p)
     _gate(p)
     _check_recorded_blob(p)
     _list_files(p)
     _gate(p)
     _reuse(p)
-    if _preflight(p):
-        return p.result
-    shards = _download(p)
-    digest = _blob(p, shards)
-    _create(p, digest)
-    if request.smoke_test and not request.direct:
-        _smoke(p)
-    _record(p, digest)
-    p.journal.finish()
-    return p.result
+    if p.the_plan is not None:
+        what = (f"{p.the_plan.placement}, num_ctx {p.the_plan.num_ctx}, "
+                f"~{format_rate(p.the_plan.decode_tokens_per_s)} tok/s")
+    else:
+        what = str(p.result.plan_note or "planned from the header after the download")
+    if p.blob is not None:
+        what += f"; the blob {p.blob['digest'][:19]}... is already merged"
+    elif p.files:
+        what += f"; {len(p.files)} file{'s' if len(p.files) > 1 else ''}, {format_bytes(sum(f.size for f in p.files))}"
+    return Outcome(summary=what)
+
+
+def _preflight_step(p: _Pull) -> Outcome:
+    dry_run = _preflight(p)
+    plan = p.result.disk_plan
+    summary = f"needs {format_bytes(plan['needed_bytes'])}, {format_bytes(plan['free_bytes'])} free"
+    if dry_run:
+        return Outcome(summary=summary, rest=StepState.SKIPPED, rest_summary="dry run")
+    return Outcome(summary=summary)
 
 
 def _already_there(p: _Pull) -> bool:
@@ -288,66 +332,98 @@ def _preflight(p: _Pull) -> bool:
     return False
 
 
-def _download(p: _Pull) -> tuple[Path, ...]:
+def _download(p: _Pull) -> Outcome:
     from dslocal.sources.download import DownloadOptions, download
 
-    if p.resolved.kind == "local" or p.blob is not None:
-        return p.resolved.local_files
-    if p.journal.done("download"):
+    if p.resolved.kind == "local":
+        p.shards = p.resolved.local_files
+        return Outcome(StepState.SKIPPED, "local files: nothing to download")
+    if p.blob is not None:
+        return Outcome(StepState.RESUMED, "the model blob is already merged: nothing to download")
+    journaled = bool(p.journal.done("download"))
+    if journaled:
         p.result.resumed.append("download")
     p.step("download")
     report = download(p.files, p.settings.models_dir / (p.resolved.repo or "local"), source=p.chosen.source.name,
                       session=p.session, headers=p.chosen.source.headers(),
                       options=DownloadOptions(connections=int(p.settings["connections"])),
                       progress=p.progress, notify=p.notify, local=p.chosen.local)
-    shards = tuple(f.target for f in report.files if f.target.suffix == ".gguf")
-    p.journal.record("download", [str(path) for path in shards])
-    return shards
+    p.shards = tuple(f.target for f in report.files if f.target.suffix == ".gguf")
+    p.journal.record("download", [str(path) for path in p.shards])
+    total = sum(f.size for f in report.files)
+    earlier = max(total - report.fetched_bytes, 0)  # verified files and partial ones an earlier run left
+    summary = f"{len(report.files)} file{'s' if len(report.files) > 1 else ''}, {format_bytes(total)}"
+    if earlier:
+        summary += f" ({format_bytes(earlier)} of it already here)"
+    return Outcome(StepState.RESUMED if journaled or earlier else StepState.DONE, summary)
 
 
-def _blob(p: _Pull, shards: tuple[Path, ...]) -> str:
-    """Verify the set and write the model blob (merged, canonical form, straight into the store)."""
-    blob = p.blob
-    if blob is not None:
+def _verify(p: _Pull) -> Outcome:
+    """The shards are one whole set; its real header replans a plan that was an estimate."""
+    if p.blob is not None:
         p.result.resumed.append("blob")
-    else:
-        p.step("verify")
-        shard_set = open_local_set(shards[0])
-        if p.facts is None or not p.facts.exact:
-            p.replan(from_shard_set(shard_set, name=p.resolved.label))
+        return Outcome(StepState.RESUMED, "the model blob was verified when it was merged")
+    p.step("verify")
+    shard_set = open_local_set(p.shards[0])
+    if p.facts is None or not p.facts.exact:
+        p.replan(from_shard_set(shard_set, name=p.resolved.label))
+    count = len(p.shards)
+    return Outcome(summary=f"{count} shard{'s' if count > 1 else ''}, one complete set")
+
+
+def _merge(p: _Pull) -> Outcome:
+    """The model blob: merged, in canonical form, straight into the store."""
+    state = StepState.RESUMED
+    if p.blob is None:
+        state = StepState.DONE
         p.step("merge")
         p.store.work.mkdir(parents=True, exist_ok=True)
         delete_shards = p.resolved.kind != "local" and not p.request.keep_shards
         assert p.source is not None
-        merged = merge_shards(shards[0], p.store.work / work_name(p.source.key), force=True, layout=p.layout,
+        merged = merge_shards(p.shards[0], p.store.work / work_name(p.source.key), force=True, layout=p.layout,
                               delete_shards=delete_shards, compute_sha256=True, progress=p.progress)
         digest = f"sha256:{merged.sha256}"
         p.store.adopt(merged.path, digest)
-        blob = {"digest": digest, "bytes": merged.size}
-        p.journal.record("blob", blob)
-        p.source.record("blob", {**blob, "name": p.name})
-    p.result.blob_bytes = int(blob["bytes"])
-    return str(blob["digest"])
+        p.blob = {"digest": digest, "bytes": merged.size}
+        p.journal.record("blob", p.blob)
+        p.source.record("blob", {**p.blob, "name": p.name})
+    p.result.blob_bytes = int(p.blob["bytes"])
+    p.digest = str(p.blob["digest"])
+    return Outcome(state, f"{p.digest[:19]}... ({format_bytes(p.result.blob_bytes)}, {p.layout} layout)")
 
 
-def _create(p: _Pull, digest: str) -> None:
+def _create(p: _Pull) -> Outcome:
+    digest = p.digest
     if p.the_plan is None:  # resumed after the blob was made: plan from its header
         p.replan(from_shard_set(open_local_set(p.store.blob_path(digest)), name=p.resolved.label))
     parameters = model_parameters(p.the_plan, p.resolved, pin_gpu_layers=not p.rewrites)
     if p.journal.done("create") and p.store.find_manifest(p.name) is not None:
         p.result.resumed.append("create")
         p.result.digest = p.store.model_layer(p.name)
-        return
+        return Outcome(StepState.RESUMED, f"{p.name} is in Ollama")
     p.step("create")
     if p.request.direct:
         p.result.digest = create_direct(p.store, p.name, digest, p.result.blob_bytes, p.resolved, parameters,
                                         notify=p.notify)
+        summary = f"{p.name} written into {p.store.root} (--direct)"
     else:
         p.result.digest = create_via_api(p.client, p.store, p.name, digest, p.result.blob_bytes, p.resolved,
                                          parameters, shared_store=p.shared_store, server_rewrites=p.rewrites,
                                          notify=p.notify,
                                          progress=p.progress)
+        summary = f"{p.name} created by Ollama {p.version}" + ("" if p.shared_store else " (uploaded)")
     p.journal.record("create", p.result.digest)
+    return Outcome(summary=summary)
+
+
+def _smoke_step(p: _Pull) -> Outcome:
+    if p.request.direct:
+        return Outcome(StepState.SKIPPED, "--direct: no server was asked")
+    if not p.request.smoke_test:
+        return Outcome(StepState.SKIPPED, "--no-smoke-test")
+    _smoke(p)
+    smoke = p.result.smoke or {}
+    return Outcome(summary=f"{smoke.get('tokens')} tokens in {smoke.get('seconds')} s")
 
 
 def smoke_wait(env: dict[str, str] | None = None) -> float | None:
@@ -398,3 +474,9 @@ def _record(p: _Pull, digest: str) -> None:
         "plan": {k: p.result.plan.get(k) for k in ("placement", "num_ctx", "num_gpu")},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     })
+
+
+PULL_STEPS: tuple[Step[_Pull], ...] = (
+    Step("resolve", _resolve), Step("plan", _plan), Step("preflight", _preflight_step), Step("download", _download),
+    Step("verify", _verify), Step("merge", _merge), Step("create", _create), Step("smoke", _smoke_step),
+)
