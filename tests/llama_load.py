@@ -4,8 +4,9 @@ On CPUs with AMX (this project's machines) llama.cpp copies eligible weights int
 buffer, and with llama-cpp-python 0.3.36 batched Q8_0 matmuls from that buffer crash (SIGSEGV)
 on the small generated models. :func:`no_repack` makes every later load use
 ``use_extra_bufts = false``, what llama-server's ``--no-repack`` does: weights stay in the
-mapped file, as on a CPU without AMX. Process-wide and idempotent; the Ollama double and the
-tests that generate text call it.
+mapped file, as on a CPU without AMX. Process-wide and idempotent; the Ollama double calls it, and
+so does tests/llama_engine.py before it loads a model in llama-cpp-python (deepseek4 only: every other
+test that generates text runs on xllamacpp's llama.cpp, whose CPU wheel has no AMX kernels).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Merging split sets: equivalent to llama-gguf-split --merge, runs in llama.cpp, survives SIGKILL."""
+"""Merging split sets: equivalent to llama-gguf-split --merge, runs in llama.cpp, survives SIGKILL.
+
+"Runs in llama.cpp": xllamacpp's llama-server generates the same greedy tokens from the merged file
+as from the set (test_ggufgen_llama.greedy, tests/llama_engine.py).
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,15 @@ from dslocal.gguf_tools.layout import TrailingHasher
 from dslocal.gguf_tools.merge import journal_path, merge_shards, partial_path
 from dslocal.testing.ggufgen import ModelSpec, write_model
 
-from test_ggufgen_llama import greedy
-
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+
+
+def greedy(path):
+    """Greedy tokens from llama.cpp (xllamacpp); skips only the tests that generate when it is missing."""
+    pytest.importorskip("xllamacpp")
+    from test_ggufgen_llama import greedy as generate
+
+    return generate(path)
 
 
 def copy_set(shards, folder):

@@ -1,4 +1,7 @@
-"""The generated test models are real: llama.cpp loads them and generates, split or not."""
+"""The generated test models are real: llama.cpp loads them and generates, split or not.
+
+llama.cpp is xllamacpp's (tests/llama_engine.py): one llama-server per model file, shared.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +10,22 @@ import pytest
 
 from dslocal.testing.ggufgen import SPECIAL_TOKENS, HeaderStyle, ModelSpec, build_vocab, tensor_plan, write_model
 
-llama_cpp = pytest.importorskip("llama_cpp")
-from llama_load import no_repack  # noqa: E402
-
-no_repack()  # AMX repacking crashes batched Q8_0 decoding here (tests/llama_load.py)
+pytest.importorskip("xllamacpp")
+from llama_engine import engine  # noqa: E402
 
 KINDS = ("deepseek2-legacy", "deepseek2-mla", "qwen2", "llama")
 DTYPES = ("f32", "f16", "q8_0")
 PROMPT = "<｜User｜>Hello there, what is the cat doing?<｜Assistant｜><think>\n"
 
 
-def greedy(path, n_tokens: int = 24) -> tuple[list[int], list[int]]:
-    llm = llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, verbose=False)
-    try:
-        prompt = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
-        out: list[int] = []
-        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
-            out.append(token)
-            if len(out) == n_tokens:
-                break
-        return prompt, out
-    finally:
-        llm.close()
+def greedy(path, n_tokens: int = 24, *, stop_at_eos: bool = False) -> tuple[list[int], list[int]]:
+    """The prompt's tokens and ``n_tokens`` greedy tokens from ``path`` (a file or a set's first shard).
+
+    EOS is banned (llama-server's ``ignore_eos``) so that a random-weight model always gives
+    ``n_tokens``; with ``stop_at_eos`` it may end the generation instead, and is its last token."""
+    llm = engine(path)
+    prompt = llm.tokenize(PROMPT)
+    return prompt, llm.generate(prompt, n_tokens, ignore_eos=not stop_at_eos).tokens
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

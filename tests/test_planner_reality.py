@@ -1,10 +1,14 @@
-"""The memory model against llama.cpp itself: predicted model buffer and KV cache within 5%."""
+"""The memory model against llama.cpp itself: predicted model buffer and KV cache within 5%.
+
+llama.cpp is xllamacpp's llama-server (tests/llama_engine.py: load_report), with llama-server's
+defaults but one slot. Its figures equal llama-cpp-python 0.3.36's for every model here to the
+0.01 MiB it prints (both keep no V cache for MLA and DSA: "V (f16): 0.00 MiB"), bar the repacked
+weight copies: llama-cpp-python adds an AMX buffer on AMX CPUs, the xllamacpp CPU wheel has no AMX
+and, on this machine, repacks nothing. deepseek4 alone is measured on llama-cpp-python: xllamacpp's
+llama.cpp traps (SIGFPE) creating any V4 context (tests/test_ggufgen_new_archs.py pins it).
+"""
 
 from __future__ import annotations
-
-import re
-import subprocess
-import sys
 
 import pytest
 
@@ -13,7 +17,8 @@ from dslocal.planner.facts import from_shard_set
 from dslocal.planner.memory import kv_cache_bytes
 from dslocal.testing.ggufgen import ModelSpec, write_model
 
-pytest.importorskip("llama_cpp")
+pytest.importorskip("xllamacpp")
+from llama_engine import load_report  # noqa: E402
 
 MIB = 1 << 20
 SPECS = {
@@ -29,33 +34,8 @@ SPECS = {
     "qwen2": ModelSpec.qwen2(n_embd=512, n_layer=8, n_head=8, n_head_kv=2, n_ff=1536),
     "llama": ModelSpec.llama(n_embd=512, n_layer=8, n_head=8, n_head_kv=4, n_ff=1536),
 }
-LOADER = """
-import sys
-from llama_cpp import Llama
-Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, swa_full=False, verbose=True)  # llama-server's default
-"""
-
-
-REPACKED = ("AMX", "CPU_REPACK")  # buffers holding a second, repacked copy of some weights
-
-
-def llama_cpp_report(path, n_ctx: int) -> tuple[float, float, float]:
-    """(model buffer MiB, repacked-copy MiB, KV cache MiB) as llama.cpp prints them when loading.
-
-    On CPUs with AMX (like this project's machines) llama.cpp copies the weights it can use
-    there into an extra ``AMX`` buffer beside the mapped file; that copy is reported apart.
-    """
-    out = subprocess.run([sys.executable, "-c", LOADER, str(path), str(n_ctx)], capture_output=True, text=True, timeout=120)
-    log = out.stdout + out.stderr
-    buffers = re.findall(r"(\S+) model buffer size\s*=\s*([\d.]+) MiB", log)
-    model = sum(float(size) for kind, size in buffers if kind not in REPACKED)
-    repacked = sum(float(size) for kind, size in buffers if kind in REPACKED)
-    # one line per cache: deepseek32's DSA cache is two (MLA latent cache, then the indexer's), deepseek4's
-    # five (raw base and window, CSA, HCA, indexer) and three compressor states
-    kv = re.findall(r"llama_kv_cache(?:_unified)?: size\s*=\s*([\d.]+) MiB", log)
-    states = re.findall(r"llama_dsv4_comp_state: \w+ ratio = .* size =\s*([\d.]+) MiB", log)
-    assert model and kv, log[-2000:]
-    return model, repacked, sum(float(size) for size in kv + states)
+BACKEND = {kind: "llama-cpp-python" if kind == "deepseek4" else "xllamacpp" for kind in SPECS}
+KV_LINES = {"deepseek32": 2, "deepseek4": 8}  # DSA: latent + indexer; DSV4: 5 caches + 3 compressor states
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +49,39 @@ def models(tmp_path_factory):
 @pytest.mark.parametrize("n_ctx", [1000, 2048, 3500])
 def test_predicted_sizes_match_llama_cpp(models, kind, n_ctx):
     facts = from_shard_set(open_local_set(models[kind]))
-    model_mib, repacked_mib, kv_mib = llama_cpp_report(models[kind], n_ctx)
+    report = load_report(models[kind], n_ctx)
+    assert report.backend == BACKEND[kind]
+    assert report.kv_lines == KV_LINES.get(kind, 1)
     predicted_model = facts.weight_bytes / MIB
     predicted_kv = kv_cache_bytes(facts, n_ctx) / MIB
-    assert predicted_model == pytest.approx(model_mib, rel=0.05)
-    assert repacked_mib <= predicted_model * 1.01, "a repacked copy holds some of the weights, never more"
-    assert predicted_kv == pytest.approx(kv_mib, rel=0.05)
-    assert model_mib > 10, "models must be large enough for llama.cpp's 0.01 MiB rounding not to matter"
+    assert predicted_model == pytest.approx(report.model_mib, rel=0.05)
+    assert report.repacked_mib <= predicted_model * 1.01, "a repacked copy holds some of the weights, never more"
+    assert predicted_kv == pytest.approx(report.kv_mib, rel=0.05)
+    assert report.model_mib > 10, "models must be large enough for llama.cpp's 0.01 MiB rounding not to matter"
 
 
 @pytest.mark.parametrize("n_ctx", [20000, 70000])
 def test_deepseek4_compressed_caches_at_long_contexts(models, n_ctx):
-    """Long contexts: the compressed rows (every 4 and 128 tokens) dominate; the window stays fixed."""
+    """Long contexts: the compressed rows (every 4 and 128 tokens) dominate; the window stays fixed.
+
+    llama-cpp-python's llama.cpp: xllamacpp's cannot make a deepseek4 context (module docstring)."""
     facts = from_shard_set(open_local_set(models["deepseek4"]))
-    _, _, kv_mib = llama_cpp_report(models["deepseek4"], n_ctx)
-    assert kv_cache_bytes(facts, n_ctx) / MIB == pytest.approx(kv_mib, rel=0.02)
+    report = load_report(models["deepseek4"], n_ctx)
+    assert report.backend == "llama-cpp-python"
+    assert kv_cache_bytes(facts, n_ctx) / MIB == pytest.approx(report.kv_mib, rel=0.02)
     window_only = kv_cache_bytes(facts, 1000) / MIB
-    assert kv_mib > 2 * window_only, "the compressed caches grow with the context"
+    assert report.kv_mib > 2 * window_only, "the compressed caches grow with the context"
+
+
+@pytest.mark.parametrize("kind", ["deepseek2-mla", "llama"])
+@pytest.mark.parametrize("kv_unified", [False, True])
+def test_llama_server_slots_share_its_context(models, kind, kv_unified):
+    """llama-server's ``-c`` is the whole cache, whatever ``-np``: four slots split 2048 cells into 512
+    each (or share them all, ``--kv-unified``), so its KV cache is one sequence of ``-c`` tokens
+    (``parallel=1``), unlike Ollama's, whose context is per sequence."""
+    facts = from_shard_set(open_local_set(models[kind]))
+    report = load_report(models[kind], 2048, n_parallel=4, kv_unified=kv_unified)
+    assert report.backend == "xllamacpp"
+    assert ("4/1 seqs" if kv_unified else "(   512 cells") in report.log
+    assert kv_cache_bytes(facts, 2048) / MIB == pytest.approx(report.kv_mib, rel=0.05)
+    assert kv_cache_bytes(facts, 2048, parallel=4) / MIB > 3 * report.kv_mib
