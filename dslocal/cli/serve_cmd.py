@@ -40,7 +40,7 @@ Examples:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (llama.cpp engines; 0: any free one).")
 @click.option("--api-key", help=f"Require this key (Bearer); needed for any non-loopback --host. Also {KEY_ENV}.")
 @click.option("--ctx", type=click.IntRange(256, 1 << 24), help="Context window (default: the plan's).")
-@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent requests (slots).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent requests (slots); they share the context window.")
 @click.option("--cors-origin", "cors", multiple=True, help="A web origin allowed to call the API from a browser.")
 @click.option("--llama-server", "llama_server", help="The llama-server executable to run (--engine llama-server).")
 @click.pass_obj
