@@ -169,3 +169,17 @@ def test_ask_through_the_embedded_engine(tmp_path, thinking_model):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)["data"]
     assert (data["answer"], data["thinking"], data["backend"]) == ("OK!", "Hm.", "embedded")
+
+
+def test_a_crash_in_llama_cpp_is_one_clear_error(tmp_path):
+    """This xllamacpp build dies of SIGFPE creating a DeepSeek-V4 cache (tests/test_ggufgen_new_archs.py pins
+    it): the child's death is an error naming the crash and the way out, and nothing is left running."""
+    from dslocal.engines.process import EngineError
+
+    model = write_model(tmp_path / "v4.gguf", ModelSpec.deepseek4(), dtype="q8_0")[0]
+    server = for_chat(Launch(model=model, alias="v4", n_ctx=512, threads=1), tmp_path / "engine.log")
+    with pytest.raises(EngineError) as caught:
+        server.start(timeout=60)
+    assert "llama.cpp crashed (SIGFPE) loading v4.gguf" in caught.value.message
+    assert "--engine llama-server" in caught.value.hint
+    assert not server.alive()

@@ -66,6 +66,15 @@ class ServerProcess:
     def _failure(self, why: str) -> EngineError:
         tail = log_tail(self.log_path)
         detail = f": {tail.splitlines()[-1]}" if tail else ""
+        code = self.process.returncode if self.process is not None else None
+        if code is not None and code < 0:  # killed by a signal: llama.cpp itself crashed on this model
+            import signal
+
+            name = signal.Signals(-code).name if -code in signal.Signals.__members__.values() else str(-code)
+            return EngineError(f"llama.cpp crashed ({name}) loading {self.launch.model.name} in the {self.name} server",
+                               f"this build cannot run it (its log: {self.log_path}); another may: --engine "
+                               "llama-server with a newer llama.cpp, or Ollama. (xllamacpp 2026.10 cannot run "
+                               "DeepSeek-V4 models yet)")
         return EngineError(f"the {self.name} server {why}{detail}", f"its log: {self.log_path}")
 
     def _wait_health(self, deadline: float, progress: Callable[[str], None] | None) -> None:
