@@ -183,3 +183,60 @@ def test_a_crash_in_llama_cpp_is_one_clear_error(tmp_path):
     assert "llama.cpp crashed (SIGFPE) loading v4.gguf" in caught.value.message
     assert "--engine llama-server" in caught.value.hint
     assert not server.alive()
+
+
+def test_the_llama_server_engine_runs_the_executable_with_the_plan(tmp_path):
+    """A llama-server stand-in (tests/llama_server_standin.py: llama.cpp b11549's argument rules, /health)
+    found on PATH: the plan's arguments are what llama.cpp would accept, the key and CORS go by environment."""
+    from dslocal.engines.executable import ExecutableServer, find_server
+    from dslocal.hardware.presets import load_profile
+    from dslocal.planner.facts import from_variant
+    from dslocal.planner.fit import plan
+    from dslocal.catalog import load_catalog
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "llama-server").symlink_to(Path(__file__).parent / "llama_server_standin.py")
+    record = tmp_path / "record.json"
+    variant = load_catalog().get("r1-671b-ud-iq1_s")
+    p = plan(from_variant(variant), load_profile("rtx4090-128gb"), engine="llama.cpp", variant=variant.id)
+    model = tmp_path / "DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf"
+    model.write_bytes(b"GGUF")
+    launch = from_plan(p, model, "r1", port=free_port(), api_key="k-secret")
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+    os.environ["LLAMA_STANDIN_RECORD"] = str(record)
+    try:
+        binary = find_server(None)
+        assert binary == bin_dir / "llama-server"
+        with ExecutableServer(binary, launch, tmp_path / "llama-server.log").start(timeout=30) as server:
+            assert requests.get(server.base_url + "/health", timeout=5).status_code == 200
+            assert requests.get(server.base_url + "/v1/models", timeout=5).status_code == 401, "the key is required"
+    finally:
+        os.environ["PATH"] = path
+        del os.environ["LLAMA_STANDIN_RECORD"]
+    got = json.loads(record.read_text())
+    values = got["values"]
+    assert values["--model"] == str(model) and values["--ctx-size"] == str(p.num_ctx)
+    assert values["--gpu-layers"] == str(p.gpu_layers) and values["--override-tensor"] == p.override_tensors
+    assert values["--cors-origins"] == "", "CORS closed (llama-server's default is every origin)"
+    assert got["api_keys"] == ["k-secret"] and "k-secret" not in " ".join(launch.args())
+
+
+def test_an_ollama_bundle_has_a_llama_server(tmp_path):
+    from dslocal.engines.executable import bundle_server, find_server
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib" / "ollama").mkdir(parents=True)
+    ollama = tmp_path / "bin" / "ollama"
+    ollama.write_text("#!/bin/sh\n")
+    server = tmp_path / "lib" / "ollama" / "llama-server"
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    assert bundle_server(ollama) == server
+    path = os.environ["PATH"]
+    os.environ["PATH"] = str(tmp_path / "empty")
+    try:
+        assert find_server(None, [ollama]) == server
+    finally:
+        os.environ["PATH"] = path

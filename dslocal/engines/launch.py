@@ -98,7 +98,12 @@ class Launch:
         return args
 
     def environment(self) -> dict[str, str]:
-        return {"LLAMA_API_KEY": self.api_key} if self.api_key else {}
+        """The key, and CORS: llama-server allows every origin unless told (``--cors-origins`` defaults to
+        ``*``, echoed with credentials); the environment form is ignored by builds without the option."""
+        env = {"LLAMA_ARG_CORS_ORIGINS": self.cors_origins}
+        if self.api_key:
+            env["LLAMA_API_KEY"] = self.api_key
+        return env
 
     def shown(self) -> str:
         """The command line for people (never the key)."""
