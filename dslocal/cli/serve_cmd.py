@@ -41,11 +41,12 @@ Examples:
 @click.option("--api-key", help=f"Require this key (Bearer); needed for any non-loopback --host. Also {KEY_ENV}.")
 @click.option("--ctx", type=click.IntRange(256, 1 << 24), help="Context window (default: the plan's).")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True, help="Concurrent requests (slots); they share the context window.")
-@click.option("--cors-origin", "cors", multiple=True, help="A web origin allowed to call the API from a browser.")
+@click.option("--cors-origin", "cors", help="The one web origin allowed to call the API from a browser (e.g. "
+              "http://127.0.0.1:3000), or 'localhost' for any page served from this machine.")
 @click.option("--llama-server", "llama_server", help="The llama-server executable to run (--engine llama-server).")
 @click.pass_obj
 def serve_cmd(app: AppContext, model: str, engine: str | None, host: str, port: int, api_key: str | None,
-              ctx: int | None, parallel: int, cors: tuple[str, ...], llama_server: str | None) -> None:
+              ctx: int | None, parallel: int, cors: str | None, llama_server: str | None) -> None:
     """Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."""
     from dslocal.engines.launch import is_loopback_host
     from dslocal.errors import UsageError
@@ -102,7 +103,7 @@ def _start_ollama(app: AppContext) -> None:
 
 
 def _serve_llama(app: AppContext, model: str, engine: str, host: str, port: int, key: str | None, ctx: int | None,
-                 parallel: int, cors: tuple[str, ...], llama_server: str | None) -> None:
+                 parallel: int, cors: str | None, llama_server: str | None) -> None:
     from dslocal.engines.models import resolve_model
     from dslocal.engines.prepare import launch_for
     from dslocal.hardware.detect import detect
@@ -110,7 +111,7 @@ def _serve_llama(app: AppContext, model: str, engine: str, host: str, port: int,
     settings = app.settings()
     files = resolve_model(settings, model)
     launch, plan = launch_for(settings, files, detect(settings.models_dir), ctx=ctx, host=host, port=port,
-                              api_key=key, parallel=parallel, cors_origins=",".join(cors))
+                              api_key=key, parallel=parallel, cors_origins=cors or "")
     launch.check_exposure()
     log_path = app.paths.log_dir / f"{engine}.log"
     server = _server(app, engine, launch, log_path, llama_server)
