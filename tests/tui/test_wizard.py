@@ -6,8 +6,8 @@ answers "OK!") under the catalog's own repository and file name for ``r1-distill
 models screen lists it and the pull resolves it as a catalog variant. hf-mirror and ModelScope point at a
 closed port: the source screen measures them unreachable and preselects hf, the hub double.
 
-The walk ends at the progress screen's "open the chat" (the chat screen is another module): the model the
-wizard set up (``state.model_name``) then answers through ``services.chat(name)``, as the chat screen asks.
+The walk ends with the question asked on the chat screen, which the progress screen's Enter opens with the
+model the wizard set up (``state.model_name``); the same model also answers through ``services.chat(name)``.
 """
 
 from __future__ import annotations
@@ -116,14 +116,21 @@ async def test_the_wizard_from_the_hardware_to_an_answer(tmp_path, monkeypatch, 
             notes = "\n".join(str(line.text) for line in progress.query_one("#progress-log").lines)
             assert "disk plan:" in notes and "ollama: success" in notes
 
-            asked: list[str] = []
-            app.open_screen = asked.append  # the chat screen is another module: record the ask
+            # 5. Enter opens the chat with the pulled model; the question is answered on the chat screen
             await pilot.press("enter")
-            assert asked == ["chat"]
-
-    # 5. the model the wizard set up answers, through the service the chat screen uses
+            await until(pilot, lambda: on(app, "ChatScreen") and app.screen.session is not None
+                        and getattr(app.screen.session.backend, "model", None) == NAME, timeout=60, what="the chat")
+            app.screen.query_one("#chat-prompt").insert("Why is the sky blue?")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(app.screen.session.messages) >= 2
+                        and not app.screen.session.messages[-1].partial, timeout=120, what="the answer")
+            answered = app.screen.session.messages[-1]
+            body = app.screen.query("AnswerBody").last()
+            shown = [strip.text for strip in body.settled_lines(body.size.width) + body.live_lines(body.size.width)]
+            assert any("OK!" in line for line in shown), shown
         target = services.chat(app.state.model_name)
         events = list(stream_chat(target, [Message("user", "Why is the sky blue?")], ChatOptions()))
+    assert (answered.role, answered.content, answered.thinking) == ("assistant", "OK!", "Hm.")
     assert not [e for e in events if isinstance(e, ChatError)], events
     thinking = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
     answer = "".join(e.text for e in events if isinstance(e, AnswerDelta))
