@@ -26,6 +26,13 @@ def tui_cmd(app: AppContext, screen: str) -> None:
 
 
 def run_tui(app: AppContext, screen: str = "hardware") -> None:
+    import sys
+
+    from dslocal.errors import UsageError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the TUI needs a terminal (stdin and stdout are not one)",
+                         "run it in a terminal, or use the commands: 'dslocal --help'")
     from dslocal.tui.app import make_app
     from dslocal.tui.wiring import build
 
