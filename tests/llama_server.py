@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dslocal.demo import DEMO_TEMPLATE
+
 REASONING_FORMATS = {  # request/CLI spelling -> xllamacpp.common_reasoning_format member
     "none": "COMMON_REASONING_FORMAT_NONE",
     "auto": "COMMON_REASONING_FORMAT_AUTO",
@@ -64,19 +66,7 @@ REASONING_FORMATS = {  # request/CLI spelling -> xllamacpp.common_reasoning_form
 # DeepSeek V3.1's does). With it, ``reasoning_format`` deepseek moves the reasoning into
 # ``reasoning_content``. The generated models' own template (ggufgen.CHAT_TEMPLATE) renders neither,
 # so llama-server leaves everything in ``content`` with it, whatever the reasoning format.
-THINKING_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}{% endif %}{% endfor %}"
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}{{ '<｜User｜>' + m['content'] }}"
-    "{% elif m['role'] == 'assistant' %}{{ '<｜Assistant｜>' }}"
-    "{% if m['reasoning_content'] %}{{ '<think>\\n' + m['reasoning_content'] + '</think>' }}{% endif %}"
-    "{{ m['content'] + '<｜end▁of▁sentence｜>' }}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}"
-    "{% if enable_thinking is defined and not enable_thinking %}{{ '</think>' }}{% else %}{{ '<think>\\n' }}{% endif %}"
-    "{% endif %}"
-)
+THINKING_TEMPLATE = DEMO_TEMPLATE  # the package's R1-shaped template (dslocal/demo.py), one copy
 
 _READY_POLL = 0.02
 STOPPED = "llama_server.py: server destroyed, exiting"  # the child's last log line on a clean stop

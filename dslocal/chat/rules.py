@@ -126,6 +126,18 @@ def rules_for(model: str, *, catalog_id: str | None = None, capabilities: Sequen
     return rules
 
 
+def parse_think(value: str) -> bool | str:
+    """``on``/``off`` (and their synonyms) or a level, as typed after ``/think``."""
+    word = value.strip().lower()
+    if word in ("on", "true", "yes", "1"):
+        return True
+    if word in ("off", "false", "no", "0"):
+        return False
+    if word in THINK_LEVELS:
+        return word
+    raise UsageError(f"/think takes on, off or a level, not {value!r}", f"levels: {', '.join(THINK_LEVELS)}")
+
+
 def resolve_think(rules: ModelRules, requested: bool | str | None, num_ctx: int | None = None) -> tuple[bool | str | None, list[str]]:
     """What ``think`` to send for a request, and notes for the user. A request the model cannot honour is
     refused with the reason (not silently dropped)."""

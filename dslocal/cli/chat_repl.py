@@ -11,10 +11,14 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.text import Text
 
-from dslocal.chat.events import THINK_LEVELS
-from dslocal.chat.rules import resolve_think
+from dslocal.chat.rules import parse_think, resolve_think
 from dslocal.chat.session import ChatSession
-from dslocal.cli.chat_render import THINKING_MODES, PlainRenderer, RichRenderer, stats_line
+from dslocal.cli.chat_render import (
+    THINKING_MODES,
+    PlainRenderer,
+    RichRenderer,
+    stats_line,
+)
 from dslocal.errors import DslocalError
 
 HELP = """\
@@ -36,17 +40,6 @@ SETTABLE = {"temperature": ("temperature", float), "top_p": ("top_p", float), "m
             "max_tokens": ("max_tokens", int), "num_predict": ("max_tokens", int), "seed": ("seed", int)}
 
 
-def parse_think(value: str) -> bool | str:
-    word = value.strip().lower()
-    if word in ("on", "true", "yes", "1"):
-        return True
-    if word in ("off", "false", "no", "0"):
-        return False
-    if word in THINK_LEVELS:
-        return word
-    raise DslocalError(f"/think takes on, off or a level, not {value!r}", f"levels: {', '.join(THINK_LEVELS)}")
-
-
 def line_reader(console: Console) -> Callable[[str], str]:
     """prompt_toolkit on a terminal (history, Alt+Enter for a new line); plain lines from a pipe."""
     if sys.stdin.isatty() and sys.stdout.isatty():
@@ -56,7 +49,7 @@ def line_reader(console: Console) -> Callable[[str], str]:
         bindings = KeyBindings()
 
         @bindings.add("escape", "enter")
-        def _newline(event) -> None:  # noqa: ANN001
+        def _newline(event) -> None:
             event.current_buffer.insert_text("\n")
 
         prompt_session: PromptSession = PromptSession(key_bindings=bindings)

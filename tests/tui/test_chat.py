@@ -22,7 +22,8 @@ from dslocal.chat.events import (
     ThinkingWasAnswer,
 )
 from dslocal.chat.history import HistoryStore
-from dslocal.chat.rules import rules_for
+from dslocal.chat.rules import parse_think, rules_for
+from dslocal.errors import UsageError
 from dslocal.chat.session import ChatSession
 from dslocal.tui.app import make_app
 from dslocal.tui.screens.chat import (
@@ -31,7 +32,6 @@ from dslocal.tui.screens.chat import (
     PromptArea,
     choose_model,
     options_from_settings,
-    parse_think,
     thinking_title,
 )
 from tui.conftest import SIZES, Recorder, fake_services
@@ -154,7 +154,7 @@ def test_helpers():
     assert choose_model("c:7b", ["a:latest"]) == "c:7b"
     assert choose_model(None, []) is None
     assert parse_think("off") is False and parse_think("ON") is True and parse_think("high") == "high"
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError):
         parse_think("lots")
     assert options_from_settings({"options": {"temperature": 0.3, "stop": ["x"], "bogus": 1, "think": None}}) == \
         ChatOptions(temperature=0.3, stop=("x",))

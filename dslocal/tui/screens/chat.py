@@ -46,7 +46,6 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from dslocal.chat.events import (
-    THINK_LEVELS,
     AnswerDelta,
     ChatError,
     ChatEvent,
@@ -93,17 +92,6 @@ def options_from_settings(settings: dict[str, Any] | None) -> ChatOptions:
     if "stop" in values:
         values["stop"] = tuple(values["stop"])
     return ChatOptions(**values)
-
-
-def parse_think(value: str) -> bool | str:
-    word = value.strip().lower()
-    if word in ("on", "true", "yes", "1"):
-        return True
-    if word in ("off", "false", "no", "0"):
-        return False
-    if word in THINK_LEVELS:
-        return word
-    raise ValueError(f"/think takes on, off or a level ({', '.join(THINK_LEVELS)}), not {value!r}")
 
 
 def clip(text: str, width: int) -> str:
@@ -893,7 +881,7 @@ class ChatScreen(Screen):
             think = self.session.options.think
             self.note(f"think: {think if think is not None else 'model default'}")
             return
-        from dslocal.chat.rules import resolve_think
+        from dslocal.chat.rules import parse_think, resolve_think
 
         try:
             value = parse_think(arg)
