@@ -158,7 +158,7 @@ async def one_run(streamer: Any, n_tokens: int, rate: float, expected_chars: int
     from dslocal.chat.rules import rules_for
     from dslocal.ollama.client import OllamaClient
     from dslocal.tui.app import make_app
-    from dslocal.tui.screens.chat import AnswerView, PromptArea
+    from dslocal.tui.widgets.chat_answer import AnswerView, PromptArea
 
     url = streamer.url(rate)
     client = OllamaClient(url.split("/r?")[0])
@@ -268,7 +268,7 @@ def main() -> int:
 
     reference = None
     if not args.no_reference:
-        from dslocal.tui.screens import chat
+        from dslocal.tui.widgets import chat_answer as chat
 
         body, chat.AnswerBody = chat.AnswerBody, textual_markdown_body()
         try:

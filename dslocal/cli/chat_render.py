@@ -11,27 +11,22 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.text import Text
 
-from dslocal.chat.events import AnswerDelta, ChatError, ChatEvent, Done, Stats, ThinkingDelta, ThinkingWasAnswer
+from dslocal.chat.events import (
+    AnswerDelta,
+    ChatError,
+    ChatEvent,
+    Done,
+    Stats,
+    ThinkingDelta,
+    ThinkingWasAnswer,
+)
+from dslocal.chat.text import stable_split
 
 THINKING_MODES = ("fold", "show", "hide")
 
 
 def stats_line(stats: Stats | None, reason: str = "stop") -> str:
     return stats.summary(detail=True, reason=reason) if stats is not None else ""
-
-
-def stable_split(text: str) -> int:
-    """Where ``text`` can be cut so that the part before renders the same on its own: after the last blank
-    line outside a code fence (0: nowhere yet)."""
-    cut, in_fence, pos = 0, False, 0
-    for line in text.splitlines(keepends=True):
-        pos += len(line)
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            in_fence = not in_fence
-        elif not stripped and not in_fence and pos < len(text):
-            cut = pos
-    return cut
 
 
 class _Answer:

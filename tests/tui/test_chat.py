@@ -27,13 +27,11 @@ from dslocal.errors import UsageError
 from dslocal.chat.session import ChatSession
 from dslocal.tui.app import make_app
 from dslocal.tui.screens.chat import (
-    AnswerView,
     ChatScreen,
-    PromptArea,
     choose_model,
     options_from_settings,
-    thinking_title,
 )
+from dslocal.tui.widgets.chat_answer import AnswerView, PromptArea, thinking_title
 from tui.conftest import SIZES, Recorder, fake_services
 
 MODELS = [{"name": "r1-distill-qwen-7b:latest", "size": 4_700_000_000},

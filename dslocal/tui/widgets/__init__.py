@@ -1,0 +1,1 @@
+"""Widgets the screens share or that make a screen's module too long."""
