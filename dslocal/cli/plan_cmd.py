@@ -262,7 +262,8 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
             raise error
     family = load_family(variant.template if variant else _family_for(facts.architecture))
     text = render(
-        family, from_=from_ or _default_from(variant, model, ollama_version), num_ctx=result.num_ctx,
+        family, from_=from_ or _default_from(variant, model, ollama_version, app.settings().models_dir),
+        num_ctx=result.num_ctx,
         num_thread=result.num_thread, num_gpu=result.num_gpu, system=system,
         temperature=variant.temperature if variant else None, top_p=variant.top_p if variant else None,
         min_p=variant.min_p if variant else None, license_text=variant.license if variant else None,
@@ -275,13 +276,19 @@ def modelfile_cmd(app: AppContext, model: str, ctx: int | None, hw: str | None, 
         click.echo(text, nl=False)
 
 
-def _default_from(variant, model: str, ollama_version: str | None) -> str:
-    """The variant's first shard; the merged file's name for an Ollama that cannot import a split GGUF."""
+def _default_from(variant, model: str, ollama_version: str | None, models_dir: Path | None = None) -> str:
+    """The variant's first shard; the merged file's name for an Ollama that cannot import a split GGUF.
+
+    A variant whose file names the catalog does not know (a folder glob) gets the first shard downloaded
+    into the models folder, or a path that says what to put there: never its id, which Ollama would try
+    to pull from its registry."""
     from dslocal.gguf_tools.shards import parse_shard_name
     from dslocal.planner.fit import parse_version
 
-    if variant is None or not variant.files:
+    if variant is None:
         return model
+    if not variant.files:
+        return _downloaded_first_shard(variant, models_dir)
     shard = parse_shard_name(variant.files[0])
     if shard is not None and shard.count > 1 and ollama_version and parse_version(ollama_version) < SPLIT_IMPORT:
         merged = f"{shard.prefix}.gguf"
@@ -289,6 +296,17 @@ def _default_from(variant, model: str, ollama_version: str | None) -> str:
              f"make it with 'dslocal gguf merge {variant.files[0]} -o {merged}'")
         return f"./{merged}"
     return f"./{variant.files[0]}"
+
+
+def _downloaded_first_shard(variant, models_dir: Path | None) -> str:
+    folder = (models_dir / variant.hf_repo / variant.hf_folder) if models_dir is not None else None
+    found = sorted(folder.glob("*.gguf")) if folder is not None and folder.is_dir() else []
+    if found:
+        return str(found[0])
+    where = f"{variant.hf_folder}/" if variant.hf_folder else ""
+    note(f"the catalog does not list {variant.id}'s file names: FROM is a placeholder until "
+         f"'dslocal download {variant.id}' fetches them (then point it at the first shard)")
+    return f"./{where}FIRST-SHARD-00001-of-N.gguf"
 
 
 def _family_for(architecture: str) -> str:
