@@ -26,11 +26,7 @@ def _keep_alive(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 def _files(app: AppContext):
     from dslocal.ollama.daemon import DaemonFiles
 
-    return DaemonFiles(
-        pid_file=app.paths.state_dir / "ollama.pid",
-        log_file=app.paths.log_dir / "ollama.log",
-        managed_binary=app.paths.data_dir / "ollama" / "bin" / "ollama",
-    )
+    return DaemonFiles.of(app.paths)
 
 
 @click.group("ollama", epilog="""\b

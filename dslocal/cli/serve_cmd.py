@@ -82,8 +82,7 @@ def _serve_ollama(app: AppContext, model: str) -> None:
         _start_ollama(app)
     target = ollama_target(settings, model)
     note(f"loading {target.model} in Ollama (a large model can take minutes)")
-    for _ in client._stream("/api/generate", {"model": target.model, "keep_alive": "30m"}, timeout=None):
-        pass
+    client.load(target.model, keep_alive="30m")
     click.echo(f"{target.model} is loaded; Ollama's OpenAI-compatible API: {client.url}/v1 (model id '{target.model}', "
                "reasoning in 'reasoning')")
 

@@ -248,6 +248,12 @@ class OllamaClient:
     def ps(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/ps", timeout=min(self.timeout, QUICK_TIMEOUT)).get("models", []))
 
+    def load(self, model: str, keep_alive: str | int = "30m") -> None:
+        """Load ``model`` and keep it (``/api/generate`` without a prompt, as routes.go GenerateHandler
+        answers: one JSON object once the model is in memory); no read timeout, a large model takes minutes."""
+        self._json("POST", "/api/generate", json={"model": model, "keep_alive": keep_alive},
+                   timeout=(CONNECT_TIMEOUT, None))
+
     def chat_stream(self, body: dict[str, Any], timeout: float | None = 600) -> Iterator[dict[str, Any]]:
         """``POST /api/chat`` with a body built by the caller (dslocal.chat.backends.ollama)."""
         return self._stream("/api/chat", body, timeout=timeout)

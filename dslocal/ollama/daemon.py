@@ -33,6 +33,12 @@ class DaemonFiles:
     log_file: Path
     managed_binary: Path  # where 'dslocal ollama install' puts it
 
+    @classmethod
+    def of(cls, paths) -> DaemonFiles:  # noqa: ANN001 - dslocal.paths.Paths
+        """The managed server's files in dslocal's own folders."""
+        return cls(pid_file=paths.state_dir / "ollama.pid", log_file=paths.log_dir / "ollama.log",
+                   managed_binary=paths.data_dir / "ollama" / "bin" / "ollama")
+
 
 def find_binary(files: DaemonFiles) -> Path | None:
     found = shutil.which("ollama")

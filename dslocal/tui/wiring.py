@@ -22,8 +22,7 @@ def build(config_file: Path | None = None) -> Services:
     def daemon_files():  # noqa: ANN202
         from dslocal.ollama.daemon import DaemonFiles
 
-        return DaemonFiles(pid_file=paths.state_dir / "ollama.pid", log_file=paths.log_dir / "ollama.log",
-                           managed_binary=paths.data_dir / "ollama" / "bin" / "ollama")
+        return DaemonFiles.of(paths)
 
     def client():  # noqa: ANN202
         from dslocal.ollama.client import OllamaClient
