@@ -26,7 +26,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message as TextualMessage
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import (
     Footer,
@@ -43,6 +42,7 @@ from dslocal.chat.events import (
     ChatOptions,
     ThinkingDelta,
 )
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.tui.widgets.chat_answer import (
     AnswerView,
     Note,
@@ -104,7 +104,7 @@ class Stream:
 
 # -- the screen ----------------------------------------------------------------------------------------------
 
-class ChatScreen(Screen):
+class ChatScreen(WizardScreen):
     """Step 5: chat with the model the wizard set up (``state.model_name``), or Ollama's first."""
 
     BINDINGS = [
@@ -164,9 +164,7 @@ class ChatScreen(Screen):
             self.names, self.error = names, error
 
     def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
+        super().__init__(services, state)
         self.show_thinking = bool(state.extra.get("chat_show_thinking", False))
         self.store: Any = None
         self.target: Any = None

@@ -8,9 +8,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.units import format_bytes
 
 
@@ -46,15 +46,10 @@ def describe_ollama(state: Any) -> str:
     return "[b]Ollama[/b] not installed: 'dslocal ollama install', or use the embedded engine"
 
 
-class HardwareScreen(Screen):
+class HardwareScreen(WizardScreen):
     """Step 1 of the wizard. Detection runs in a worker: the screen shows at once."""
 
     BINDINGS = [Binding("enter", "next", "Choose a model"), Binding("r", "refresh", "Detect again")]
-
-    def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
 
     def compose(self) -> ComposeResult:
         yield Header()

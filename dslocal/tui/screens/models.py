@@ -15,10 +15,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.units import format_bytes, format_rate
 
 CONTEXTS: tuple[int | None, ...] = (None, 4096, 8192, 16384, 32768, 65536, 131072)  # None: the planner's default
@@ -107,7 +107,7 @@ class Row:
     planned: bool
 
 
-class ModelsScreen(Screen):
+class ModelsScreen(WizardScreen):
     """Step 2 of the wizard: choose a variant. Planning runs in workers: the screen stays responsive."""
 
     DEFAULT_CSS = """
@@ -125,9 +125,7 @@ class ModelsScreen(Screen):
     ]
 
     def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
+        super().__init__(services, state)
         self.rows: dict[str, Row] = {}
         self.ranked: list[Row] = []  # recommend()'s rows, planned at the default context for Ollama
         self.recommended: str | None = None

@@ -14,10 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.units import format_bytes
 
 LOG_LINES = 200  # the tail the panel keeps
@@ -111,7 +111,7 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
 
 # -- the screen -----------------------------------------------------------------------------------------------
 
-class OllamaScreen(Screen):
+class OllamaScreen(WizardScreen):
     """Screen 6: the Ollama daemon. s / x / r start, stop and restart dslocal's own server."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -139,9 +139,7 @@ class OllamaScreen(Screen):
             self.action, self.result, self.error = action, result, error
 
     def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
+        super().__init__(services, state)
         self.busy: str | None = None  # the action in flight
         self.shown_log: list[str] = []
         self._log_pending = False

@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, RichLog, Static
 
 from dslocal.pipeline.steps import (
@@ -41,6 +41,7 @@ from dslocal.pipeline.steps import (
     StepView,
     step_number,
 )
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.units import format_bytes
 
 DRAW_EVERY = 0.1  # seconds between two redraws while events stream in
@@ -308,7 +309,7 @@ class FailureModal(ModalScreen[str | None]):
 # -- the screen -------------------------------------------------------------------------------------------
 
 
-class ProgressScreen(Screen):
+class ProgressScreen(WizardScreen):
     """Step 4 of the wizard: the pull of ``state.variant`` from ``state.source``, step by step."""
 
     DEFAULT_CSS = """
@@ -338,9 +339,7 @@ class ProgressScreen(Screen):
             self.run, self.result, self.error = run, result, error
 
     def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
+        super().__init__(services, state)
         self.variant = state.variant  # this screen's pull, whatever is chosen while it runs
         self.source, self.ctx = state.source, state.ctx
         self.run_id = 0  # pulls started; events of an older run are dropped

@@ -9,9 +9,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from dslocal.tui.screens.base import WizardScreen
 from dslocal.units import format_bytes
 
 COLUMNS = (("mark", ""), ("name", "Source"), ("endpoint", "Endpoint"), ("latency", "Latency"))
@@ -74,7 +74,7 @@ def describe_disk(disk: dict[str, Any]) -> list[str]:
     return lines
 
 
-class SourceScreen(Screen):
+class SourceScreen(WizardScreen):
     """Step 3 of the wizard: the mirror and the disk. Latency and disk are measured in workers."""
 
     DEFAULT_CSS = """
@@ -89,9 +89,7 @@ class SourceScreen(Screen):
     ]
 
     def __init__(self, services: Any, state: Any) -> None:
-        super().__init__()
-        self.services = services
-        self.state = state
+        super().__init__(services, state)
         self.sources: list[dict[str, Any]] | None = None
         self.disk: dict[str, Any] | None = None
         self.disk_error: str | None = None
