@@ -23,6 +23,7 @@ from dslocal.cli import output
 from dslocal.errors import DslocalError, ExitCode, from_os_error
 
 PROG = "dslocal"
+COMPLETE_VAR = "_DSLOCAL_COMPLETE"  # click's name for it: _{PROG}_COMPLETE, upper-cased
 INTERNAL_HINT = "this is a bug in dslocal; rerun with DSLOCAL_DEBUG=1 and report the traceback"
 
 
@@ -64,6 +65,11 @@ def _json_from_argv(exc: click.UsageError, argv: list[str]) -> None:
 
 def _invoke(group: click.Command, args: list[str]) -> int:
     """click's ``main`` without its own handling of errors and broken pipes (this boundary does that)."""
+    instruction = os.environ.get(COMPLETE_VAR)
+    if instruction:  # the shell asks for completions ('dslocal completion SHELL' prints the script that does)
+        from click.shell_completion import shell_complete
+
+        return shell_complete(group, {}, PROG, COMPLETE_VAR, instruction)
     try:
         with group.make_context(PROG, args) as ctx:
             result = group.invoke(ctx)

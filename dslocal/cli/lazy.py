@@ -104,6 +104,17 @@ class LazyGroup(click.Group):
             raise _no_such_command(name, self.list_commands(ctx), ctx)
         return super().resolve_command(ctx, args)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Subcommand names (with the registry's short help) and options; imports no command module."""
+        from click.shell_completion import CompletionItem
+
+        items = [CompletionItem(name, help=lazy.short_help)
+                 for name, lazy in sorted(self.lazy_commands.items()) if name.startswith(incomplete)]
+        items += [CompletionItem(name, help=command.get_short_help_str())
+                  for name, command in sorted(self.commands.items())
+                  if name.startswith(incomplete) and not command.hidden and name not in self.lazy_commands]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
