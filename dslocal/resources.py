@@ -1,4 +1,4 @@
-"""Data shipped inside the wheel (``modelfiles/``, ``quant_recipes/``), read with importlib.resources.
+"""Data shipped inside the wheel (``modelfiles/``, ``quant_recipes/``, ``packaging/``), read with importlib.resources.
 
 In a built wheel the folders live at ``dslocal/_data/<folder>``. In a source checkout
 (editable install, tests run from the repo) they are the repository's top-level
@@ -16,7 +16,7 @@ from dslocal.errors import NotFoundError
 if TYPE_CHECKING:  # importlib.resources.abc is 3.11+
     from importlib.resources.abc import Traversable
 
-DATA_FOLDERS = ("modelfiles", "quant_recipes")
+DATA_FOLDERS = ("modelfiles", "quant_recipes", "packaging")  # packaging/: the launchers' templates
 
 
 def data_folder(folder: str) -> Traversable:

@@ -43,6 +43,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "chat": LazyCommand("dslocal.cli.chat_cmd:chat_cmd", "Chat with a local DeepSeek: streaming Markdown, reasoning shown properly, history kept."),
     "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
     "serve": LazyCommand("dslocal.cli.serve_cmd:serve_cmd", "Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."),
+    "integrate": LazyCommand("dslocal.cli.integrate_cmd:integrate_group", "Settings for Dify, Open WebUI, OpenAI SDKs and Continue, and a live check."),
     "tui": LazyCommand("dslocal.cli.tui_cmd:tui_cmd", "The wizard from this machine to a running chat, and a launcher afterwards."),
     "key": LazyCommand("dslocal.cli.key_cmd:key_group", "API keys for the DeepSeek API and OpenAI-compatible servers, in the OS keyring."),
     "config": LazyCommand(
@@ -54,6 +55,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand(
         "dslocal.cli.demo_cmd:demo_cmd", "Prove this installation works: a tiny DeepSeek, pulled from a loopback hub, answers (offline)."
     ),
+    "completion": LazyCommand("dslocal.cli.completion_cmd:completion_cmd", "Print the shell completion script for bash, zsh or fish."),
+    "launcher": LazyCommand("dslocal.cli.launcher_cmd:launcher_group", "Add dslocal to the desktop's application menu, or remove it; open the TUI in a terminal."),
 }
 
 EPILOG = """\b
