@@ -40,6 +40,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "gguf": LazyCommand(
         "dslocal.cli.gguf_cmd:gguf_group", "Inspect (and check), merge and split GGUF files and split sets."
     ),
+    "recipe": LazyCommand("dslocal.cli.recipe_cmd:recipe_group", "Quant recipes: list, show, estimate a size, or read one from a GGUF."),
+    "quantize": LazyCommand("dslocal.cli.recipe_cmd:quantize_cmd", "Quantize a GGUF with a recipe, through llama.cpp's own quantizer."),
     "chat": LazyCommand("dslocal.cli.chat_cmd:chat_cmd", "Chat with a local DeepSeek: streaming Markdown, reasoning shown properly, history kept."),
     "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
     "serve": LazyCommand("dslocal.cli.serve_cmd:serve_cmd", "Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."),
