@@ -41,7 +41,7 @@ def test_every_variant_has_a_modelfile_family_and_sane_facts():
     for v in CATALOG:
         assert v.template in families, v.id
         assert v.size_bytes > 0 and v.block_count > 0 and v.context_length >= 4096
-        assert v.architecture in ("deepseek2", "qwen2", "llama", "qwen3", "deepseek32", "deepseek4")
+        assert v.architecture in ("deepseek2", "qwen2", "llama", "qwen3", "deepseek32", "deepseek4") or v.needs, v.id
         assert all("/" not in name for name in v.files)
         assert 1 <= v.quality_tier <= 5
 
@@ -107,7 +107,7 @@ def test_ollama_library_names_point_at_the_catalog():
     assert "v4-flash-0731-q8" in info.value.hint
 
 
-_SUM = re.compile(r"(\d+(?:\.\d+)?(?:\+\d+(?:\.\d+)?)+)\s*(GB|B)\b")
+_SUM = re.compile(r"(\d+(?:\.\d+)?(?:\+\d+(?:\.\d+)?)+)\s*(GiB|GB|B)\b")
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
 
 
@@ -131,6 +131,8 @@ def test_sizes_match_their_shard_lists():
             continue
         if match[2] == "B":
             assert sum(terms) == v.size_bytes, v.id
+        elif match[2] == "GiB":  # rounded to 0.1 GiB each
+            assert abs(sum(terms) * 2**30 - v.size_bytes) <= 0.05 * 2**30 * len(terms), v.id
         else:
             assert abs(sum(terms) * 1e9 - v.size_bytes) <= 0.05e9 * len(terms), v.id
         if v.files:
@@ -163,21 +165,27 @@ def test_estimates_and_unconfirmed_facts_are_flagged():
 def test_a_download_never_means_a_whole_repository():
     """A variant without file names names its folder: download fetches FOLDER/*.gguf, not the repo."""
     for v in CATALOG:
-        if v.multi_node:
+        if v.multi_node or v.needs:
             continue
         globs = v.include_globs()
         assert globs and all(g.endswith(".gguf") for g in globs), v.id
-    assert CATALOG.get("v4-flash-q2").include_globs() == ("UD-Q2_K_XL/*.gguf",)
+    assert CATALOG.get("v3.1-q5").include_globs() == ("UD-Q5_K_XL/*.gguf",)
+    # Names only inferred from a sibling quant are listed, but the hub's listing decides what is fetched.
+    inferred = CATALOG.get("v4-pro-q8")
+    assert "files" in inferred.unverified and inferred.shard_count == 20
+    assert inferred.include_globs() == ("UD-Q8_K_XL/*.gguf",) and inferred.known_paths == ()
+    assert CATALOG.get("v4-flash-q2").include_globs() == tuple(
+        f"UD-Q2_K_XL/DeepSeek-V4-Flash-UD-Q2_K_XL-0000{i}-of-00003.gguf" for i in (1, 2, 3))
 
 
 def test_new_generations_carry_their_sampling_template_and_runtime_notes():
     """V3.1: 0.6/0.95 and the hybrid-thinking TEMPLATE; V3.2: 1.0/0.95, V4: 1.0/1.0, both the GGUF's jinja."""
     expected = {"DeepSeek-V3.1": ("deepseek-v3.1", 0.6, 0.95), "DeepSeek-V3.2": ("deepseek-v3.2", 1.0, 0.95),
-                "DeepSeek-V4": ("deepseek-v4", 1.0, 1.0)}
+                "DeepSeek-V4-Flash": ("deepseek-v4", 1.0, 1.0), "DeepSeek-V4-Pro-0813": ("deepseek-v4", 1.0, 0.95)}
     seen = set()
     for v in CATALOG:
         for prefix, (template, temperature, top_p) in expected.items():
-            if v.model.startswith(prefix):
+            if v.model == prefix or v.model.startswith(prefix + "-"):
                 assert (v.template, v.temperature, v.top_p) == (template, temperature, top_p), v.id
                 seen.add(prefix)
         if v.architecture == "deepseek4":
@@ -190,7 +198,44 @@ def test_new_generations_carry_their_sampling_template_and_runtime_notes():
     assert seen == set(expected)
     assert "cloud-only" in CATALOG.get("v4-flash-q2").notes
     assert all(CATALOG.get(n).multi_node for n in ("v3.1-fp8", "v3.1-terminus-fp8", "v4-flash-fp4"))
-    assert CATALOG.get("v3.1-q2").shard_count == 0 and "6 shards" in CATALOG.get("v3.1-q2").size_source
+    assert CATALOG.get("v3.1-q2").shard_count == 6 and "6 files" in CATALOG.get("v3.1-q2").size_source
+    assert "top_p" in CATALOG.get("v4-pro-q4").unverified, "0.95 is the card's advice as a tracker reports it"
+
+
+def test_v4_pro_is_sized_from_its_own_shapes():
+    """V4-Pro's config (61 x 7168, 384 experts of 3072, 6 active) gives its published 1.6T / 49B."""
+    from dslocal.planner.facts import from_variant
+
+    facts = from_variant(CATALOG.get("v4-pro-q4"))
+    assert facts.block_count == 61 and facts.expert_count == 384 and facts.expert_used == 6
+    assert facts.layout == "dsv4" and len(facts.compress_ratios) == 61
+    from dslocal.gguf_tools.arch import ModelSpec, tensor_plan
+    from dslocal.planner.facts import SHAPES
+
+    fields, n_vocab = SHAPES["DeepSeek-V4-Pro-0813"]
+    plans = tensor_plan(ModelSpec(**{**fields, "layout": "mla"}), n_vocab)
+    total = sum(p.n_elements for p in plans)
+    experts = sum(p.n_elements for p in plans if "_exps." in p.name)
+    active = total - experts + experts * 6 / 384
+    assert abs(total / 1.6e12 - 1) < 0.03, total
+    assert abs(active / 49e9 - 1) < 0.05, active
+    # read per token: the active share of the 850 GB file, about 26 GB
+    assert 0.025 < facts.active_bytes / facts.weight_bytes < 0.04
+
+
+def test_a_model_that_needs_a_fork_says_so_everywhere(cli, dslocal_home):
+    """V4.1-Flash (deepseek41) is not in mainline llama.cpp or Ollama: listed, never planned or pulled."""
+    v41 = CATALOG.get("v4.1-flash")
+    assert v41.architecture == "deepseek41" and "ik_llama.cpp" in v41.needs and "cloud" in v41.needs
+    env = {"OLLAMA_HOST": "127.0.0.1:9"}
+    rows = {r["id"]: r for r in json.loads(cli("list", "--hw", "rtx4090-128gb", "--json", env=env).stdout)["data"]["variants"]}
+    assert "does not run in mainline llama.cpp or Ollama" in rows["v4.1-flash"]["verdict"]
+    assert rows["v4.1-flash"]["fits"] is False
+    for args in (("plan", "v4.1-flash", "--hw", "rtx4090-128gb"), ("pull", "v4.1-flash"), ("modelfile", "v4.1-flash")):
+        result = cli(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "does not run in mainline llama.cpp or Ollama" in result.stderr and "ik_llama.cpp" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_recommend_lists_what_it_cannot_plan_last_and_says_so():

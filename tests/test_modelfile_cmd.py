@@ -59,18 +59,18 @@ def test_output_is_not_overwritten_without_force(cli, dslocal_home, tmp_path):
 
 
 def test_from_is_never_a_registry_name_for_a_variant_without_file_names(cli, dslocal_home):
-    """V4-Flash's quants are listed by folder: FROM is a placeholder path (Ollama would try to pull a bare
+    """V3.1's UD-Q5_K_XL is listed by folder: FROM is a placeholder path (Ollama would try to pull a bare
     name from its registry) until the files are downloaded, then their first shard."""
-    out = cli("modelfile", "v4-flash-ud-q2_k_xl", "--hw", "2xh100-512gb", "--ollama-version", "0.32.15")
+    out = cli("modelfile", "v3.1-ud-q5_k_xl", "--hw", "2xh100-512gb", "--ollama-version", "0.32.15")
     assert out.returncode == 0, out.stderr
-    assert parse(out.stdout).from_ == "./UD-Q2_K_XL/FIRST-SHARD-00001-of-N.gguf"
-    assert "dslocal download v4-flash-ud-q2_k_xl" in out.stderr
+    assert parse(out.stdout).from_ == "./UD-Q5_K_XL/FIRST-SHARD-00001-of-N.gguf"
+    assert "dslocal download v3.1-ud-q5_k_xl" in out.stderr
     from dslocal.catalog import load_catalog
 
-    variant = load_catalog().get("v4-flash-ud-q2_k_xl")
+    variant = load_catalog().get("v3.1-ud-q5_k_xl")
     folder = dslocal_home / "data" / "models" / variant.hf_repo / variant.hf_folder
     folder.mkdir(parents=True)
     for n in (2, 1):
-        (folder / f"DeepSeek-V4-Flash-UD-Q2_K_XL-0000{n}-of-00002.gguf").write_bytes(b"GGUF")
-    out = cli("modelfile", "v4-flash-ud-q2_k_xl", "--hw", "2xh100-512gb", "--ollama-version", "0.32.15")
-    assert parse(out.stdout).from_ == str(folder / "DeepSeek-V4-Flash-UD-Q2_K_XL-00001-of-00002.gguf")
+        (folder / f"DeepSeek-V3.1-UD-Q5_K_XL-0000{n}-of-00002.gguf").write_bytes(b"GGUF")
+    out = cli("modelfile", "v3.1-ud-q5_k_xl", "--hw", "2xh100-512gb", "--ollama-version", "0.32.15")
+    assert parse(out.stdout).from_ == str(folder / "DeepSeek-V3.1-UD-Q5_K_XL-00001-of-00002.gguf")

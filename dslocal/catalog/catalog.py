@@ -42,6 +42,7 @@ class Variant:
     top_p: float | None = None
     min_p: float | None = None
     multi_node: bool = False
+    needs: str = ""  # what it takes beyond mainline llama.cpp and Ollama (a fork, a cloud), when it cannot run here
     notes: str = ""
     unverified: tuple[str, ...] = field(default=())
 
@@ -63,9 +64,14 @@ class Variant:
     def is_moe(self) -> bool:
         return self.active_params_b < self.params_b
 
+    @property
+    def known_paths(self) -> tuple[str, ...]:
+        """The paths when a source named them; names only inferred from a sibling quant's give ()."""
+        return () if "files" in self.unverified else self.paths
+
     def include_globs(self) -> tuple[str, ...]:
-        """What ``dslocal download`` should fetch from ``hf_repo`` for this variant."""
-        if self.paths:
+        """What ``dslocal download`` should fetch from ``hf_repo``: the named files, else the folder's GGUFs."""
+        if self.known_paths or (self.paths and not self.hf_folder):  # a guessed root file: no folder to list
             return self.paths
         return (f"{self.hf_folder}/*.gguf",) if self.hf_folder else ()
 

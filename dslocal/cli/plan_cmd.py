@@ -60,6 +60,7 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
     from dslocal.catalog import load_catalog
     from dslocal.planner.cluster import cluster_plan, parse_cluster
     from dslocal.planner.fit import plan
+    from dslocal.planner.rank import not_yet_planned
     from dslocal.planner.sources import resolve_facts
 
     variant = load_catalog().find(model)
@@ -71,6 +72,10 @@ def plan_cmd(app: AppContext, model: str, ctx: int | None, kv_type: str, hw: str
         spec_text = cluster or _node_of(load_hw(app, hw))
         _cluster(variant, spec_text, cluster_plan, parse_cluster, as_json)
         return
+    if variant is not None and (why := not_yet_planned(variant)) is not None:
+        hint = (f"it needs {variant.needs}" if variant.needs
+                else "plan a downloaded GGUF of it instead: dslocal plan PATH/TO/FIRST-SHARD.gguf")
+        raise UsageError(f"{variant.id}: {why.split(': needs ')[0]}", hint)
     facts, variant, source_notes = resolve_facts(model, app.settings(), exact=exact)
     profile = load_hw(app, hw)
     ollama_version = detect_ollama_version(app, ollama_version)
@@ -142,7 +147,7 @@ def _node_of(profile) -> str:
 
 def _cluster(variant, spec_text: str, cluster_plan, parse_cluster, as_json: bool) -> None:
     spec = parse_cluster(spec_text)
-    result = cluster_plan(spec, model=variant.hf_repo)
+    result = cluster_plan(spec, model=variant.hf_repo, weights_bytes=variant.size_bytes, precision=variant.quant)
     data = {
         "variant": variant.id, "model_path": variant.hf_repo, "fits": result.fits, "placement": "multi-node",
         "nodes": spec.nodes, "gpus_per_node": spec.gpus_per_node, "gpu": spec.gpu, "total_gpu_bytes": spec.total_bytes,

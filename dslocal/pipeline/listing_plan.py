@@ -24,10 +24,10 @@ def catalog_match(repo: str, files: Sequence[RemoteFile]) -> Variant | None:
     for variant in load_catalog():
         if variant.multi_node or variant.hf_repo.lower() != repo.lower():
             continue
-        if variant.paths and set(variant.paths) == paths:
+        if variant.known_paths and set(variant.known_paths) == paths:
             return variant
         folder = f"{variant.hf_folder}/"
-        if not variant.files and variant.hf_folder and all(p.startswith(folder) and "/" not in p[len(folder):]
+        if not variant.known_paths and variant.hf_folder and all(p.startswith(folder) and "/" not in p[len(folder):]
                                                            for p in paths):
             return variant
     return None

@@ -60,7 +60,12 @@ def default_name(text: str) -> str:
 
 
 def refuse_multi_node(variant: Variant) -> None:
-    """The FP8 original runs on a cluster (SGLang/vLLM), never in Ollama: refused by pull and modelfile alike."""
+    """The FP8 original runs on a cluster (SGLang/vLLM), never in Ollama: refused by pull and modelfile alike.
+
+    So is a model that needs a llama.cpp fork or a cloud: pulling 400 GB that nothing here can load helps nobody.
+    """
+    if variant.needs:
+        raise UsageError(f"{variant.id} does not run in mainline llama.cpp or Ollama", f"it needs {variant.needs}")
     if variant.multi_node:
         raise UsageError(f"{variant.id} is the multi-node FP8 original", f"plan it with 'dslocal plan {variant.id} --cluster ...'")
 

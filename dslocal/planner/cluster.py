@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from dslocal.errors import UsageError
 
 MIN_TOTAL_BYTES = 890 * 10**9
+R1_FP8_BYTES = 689 * 10**9
+# KV cache, activations and CUDA graphs on top of the weights, as R1's classic deployment has them
+HEADROOM = MIN_TOTAL_BYTES / R1_FP8_BYTES
+
+
+def min_total_bytes(weights_bytes: int) -> int:
+    """GPU memory a deployment of ``weights_bytes`` of checkpoint needs in all, by R1's proportion."""
+    return int(weights_bytes * HEADROOM)
 MAX_NODES = 64  # a launch script per node is printed: more is not a plan anyone runs from a terminal
 MAX_GPUS_PER_NODE = 16
 GPU_MEMORY_GB = {"H20": 96, "H200": 141, "H100": 80, "H800": 80, "A100": 80, "A800": 80, "L40S": 48, "MI300X": 192,
@@ -65,8 +73,10 @@ def parse_cluster(text: str) -> ClusterSpec:
     return ClusterSpec(nodes, per_node, gpu, GPU_MEMORY_GB[gpu] * 10**9)
 
 
-def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head: str = "HEAD_NODE_IP") -> ClusterPlan:
-    fits = spec.total_bytes >= MIN_TOTAL_BYTES
+def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head: str = "HEAD_NODE_IP",
+                 weights_bytes: int = R1_FP8_BYTES, precision: str = "FP8") -> ClusterPlan:
+    needed = min_total_bytes(weights_bytes)
+    fits = spec.total_bytes >= needed
     tp, pp = spec.nodes * spec.gpus_per_node, 1
     sglang = tuple(
         f"python3 -m sglang.launch_server --model-path {model} --tp {tp} --dist-init-addr {head}:20000 "
@@ -84,13 +94,14 @@ def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head
     ) if spec.nodes > 1 else (f"vllm serve {model} --tensor-parallel-size {spec.gpus_per_node} --trust-remote-code",)
     notes = [
         f"{spec.nodes} x {spec.gpus_per_node} {spec.gpu} = {spec.total_bytes / 1e9:.0f} GB of GPU memory; "
-        f"the FP8 model needs at least {MIN_TOTAL_BYTES / 1e9:.0f} GB with its KV cache",
+        f"the {precision} model ({weights_bytes / 1e9:.0f} GB of weights) needs at least {needed / 1e9:.0f} GB "
+        "with its KV cache and activations",
         f"replace {head} with the first node's address on the fast (InfiniBand/RoCE) network; open port 20000 "
         "(SGLang) or 6379 (Ray) between the nodes",
     ]
     if spec.gpu == "910B":
         notes.append("on Ascend use MindIE or vLLM-Ascend with the W8A8 weights instead of these CUDA engines")
     if not fits:
-        need = -(-MIN_TOTAL_BYTES // (spec.gpus_per_node * spec.gpu_memory_bytes))
+        need = -(-needed // (spec.gpus_per_node * spec.gpu_memory_bytes))
         notes.append(f"does not fit: with {spec.gpus_per_node} {spec.gpu} per node it takes {need} nodes")
     return ClusterPlan(spec, fits, tp, pp, sglang, vllm, tuple(notes))

@@ -138,6 +138,11 @@ _V4_FLASH = dict(arch="deepseek4", n_embd=4096, n_layer=43, n_head=64, head_dim=
                  n_ff_exp=2048, index_n_head=64, index_head_dim=128, index_topk=512, sliding_window=128,
                  hc_mult=4, hc_sinkhorn_iters=20, n_hash_layers=3, compress_ratios=(0, 0, *(4, 128) * 20, 4),
                  context_length=1048576)
+# V4-Pro (config.json of DeepSeek-V4-Pro, as reproduced by several inference stacks): 61 layers of 7168, 128
+# heads, 384 experts of 3072 with 6 active, o_groups 16, indexer top-k 1024, compress ratios [128, 128] +
+# [4, 128] * 29 + [4] (the file's list has one more entry, 0, for the MTP block)
+_V4_PRO = dict(_V4_FLASH, n_embd=7168, n_layer=61, n_head=128, q_lora_rank=1536, o_groups=16, n_expert=384,
+               n_ff_exp=3072, index_topk=1024, compress_ratios=(128, 128, *(4, 128) * 29, 4))
 SHAPES: dict[str, tuple[dict, int]] = {  # model -> (ModelSpec fields, vocabulary size)
     "DeepSeek-R1": (_R1, 129280),
     "DeepSeek-V3.1": (_R1, 129280),  # V3.1 / Terminus: V3's structure (config_v3.1.json)
@@ -147,6 +152,7 @@ SHAPES: dict[str, tuple[dict, int]] = {  # model -> (ModelSpec fields, vocabular
     "DeepSeek-V3.2-Speciale": (_V32, 129280),
     "DeepSeek-V4-Flash": (_V4_FLASH, 129280),
     "DeepSeek-V4-Flash-0731": (_V4_FLASH, 129280),  # the same structure (no MTP block in this checkpoint)
+    "DeepSeek-V4-Pro-0813": (_V4_PRO, 129280),
     "DeepSeek-R1-0528": (_R1, 129280),
     "DeepSeek-V3": (_R1, 129280),
     "DeepSeek-V3-0324": (_R1, 129280),

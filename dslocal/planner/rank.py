@@ -27,7 +27,9 @@ class Ranked:
 
 
 def not_yet_planned(variant: Variant) -> str | None:
-    """Why the planner cannot estimate ``variant`` yet (no tensor shapes for its model or architecture), or None."""
+    """Why the planner cannot estimate ``variant`` (it needs a fork or a cloud; no tensor shapes yet), or None."""
+    if variant.needs:
+        return f"does not run in mainline llama.cpp or Ollama: needs {variant.needs}"
     try:
         from_variant(variant)
     except (KeyError, ValueError):

@@ -11,9 +11,9 @@ from dslocal.planner.facts import ModelFacts, from_shard_set, from_variant
 
 def catalog_target(variant: Variant) -> str | None:
     """The ``hf:`` target of a variant's first shard, for reading its real headers."""
-    if not variant.paths:
+    if not variant.known_paths:
         return None
-    return f"hf:{variant.hf_repo}/{variant.paths[0]}"
+    return f"hf:{variant.hf_repo}/{variant.known_paths[0]}"
 
 
 def resolve_facts(
