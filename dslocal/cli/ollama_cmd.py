@@ -189,3 +189,13 @@ def _reachable(base: str, timeout: float = 3.0) -> None:
         reason = exc.strerror or type(exc).__name__
         raise NetworkError(f"cannot reach {parts.hostname}:{port} for the Ollama release ({reason})",
                            RELEASE_HINT) from None
+
+
+from dslocal.cli.integrate_cmd import expose_cmd  # noqa: E402 - 'dslocal ollama expose' lives with the integrations
+
+ollama_group.add_command(expose_cmd)
+
+
+from dslocal.cli.ollama_service_cmd import service_group  # noqa: E402 - 'dslocal ollama service' in its own module
+
+ollama_group.add_command(service_group)
