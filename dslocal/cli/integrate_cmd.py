@@ -44,7 +44,7 @@ def _options(func):  # noqa: ANN001, ANN202
 
 @click.group("integrate", epilog=EPILOG)
 def integrate_group() -> None:
-    """Settings for Dify, Open WebUI, OpenAI SDKs and Continue on the local DeepSeek, and a live check."""
+    """Settings for Dify, Open WebUI, OpenAI SDKs and Continue, and a live check."""
 
 
 def _client_command(client: str, summary: str):  # noqa: ANN202
