@@ -193,8 +193,8 @@ def test_new_generations_carry_their_sampling_template_and_runtime_notes():
             if not v.multi_node:
                 assert "Ollama >= 0.31.0" in v.notes, v.id  # llama.cpp b9840, the deepseek4 merge
                 assert v.hf_repo.startswith("unsloth/"), v.id
-        if v.architecture == "deepseek32":
-            assert v.multi_node, "no Unsloth V3.2 GGUF was found: only the FP8 originals"
+        if v.architecture == "deepseek32" and not v.multi_node:  # whether the GGUF keeps the indexer: not seen
+            assert "architecture" in v.unverified and v.hf_repo == "unsloth/DeepSeek-V3.2-GGUF", v.id
     assert seen == set(expected)
     assert "cloud-only" in CATALOG.get("v4-flash-q2").notes
     assert all(CATALOG.get(n).multi_node for n in ("v3.1-fp8", "v3.1-terminus-fp8", "v4-flash-fp4"))
