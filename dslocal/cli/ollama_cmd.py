@@ -199,8 +199,3 @@ ollama_group.add_command(expose_cmd)
 from dslocal.cli.ollama_service_cmd import service_group  # noqa: E402 - 'dslocal ollama service' in its own module
 
 ollama_group.add_command(service_group)
-
-
-from dslocal.cli.ollama_service_cmd import service_group  # noqa: E402 - 'dslocal ollama service' in its own module
-
-ollama_group.add_command(service_group)
