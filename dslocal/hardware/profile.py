@@ -34,6 +34,10 @@ class Memory:
     available_bytes: int = 0
     swap_total_bytes: int = 0
     swap_free_bytes: int = 0
+    # What one process really reads from RAM, in bytes/s (all sockets it spans), and how dslocal knows:
+    # "measured ...", "detected ...", "set ..." (an --hw file or preset), or None (the planner assumes one).
+    bandwidth_bytes_per_s: int | None = None
+    bandwidth_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,8 @@ def _memory(data: dict[str, Any]) -> Memory:
         total_bytes=total, available_bytes=_count(data, "available_bytes", "memory.", low=0, high=MAX_BYTES, default=0),
         swap_total_bytes=_count(data, "swap_total_bytes", "memory.", low=0, high=MAX_BYTES, default=0),
         swap_free_bytes=_count(data, "swap_free_bytes", "memory.", low=0, high=MAX_BYTES, default=0),
+        bandwidth_bytes_per_s=_count(data, "bandwidth_bytes_per_s", "memory.", low=10**8, high=10**14, optional=True),
+        bandwidth_source=_text(data, "bandwidth_source", "memory.", optional=True),
     )
 
 
