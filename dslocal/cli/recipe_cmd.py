@@ -191,7 +191,12 @@ def _tensor_bar(quiet: bool) -> Iterator[ProgressSink]:
         yield null_sink
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from rich.progress import Progress as Bar
 
     with Bar(TextColumn("quantizing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -208,7 +213,7 @@ def _tensor_bar(quiet: bool) -> Iterator[ProgressSink]:
 IN is a BF16/F16/F32 GGUF (or a split set's first shard); OUT is one file, written under a
 temporary name and renamed when llama.cpp's quantizer (llama-cpp-python's
 llama_model_quantize) has finished and every tensor has the recipe's type. Recipes with
-IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS or IQ2_S need --imatrix: the importance matrix llama-imatrix
+IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S or IQ3_XXS need --imatrix: the importance matrix llama-imatrix
 computed for this model (.gguf or legacy .dat).
 
 \b

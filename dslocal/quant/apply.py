@@ -28,7 +28,13 @@ from dslocal.errors import DslocalError, InputError
 from dslocal.gguf_tools.ggml_types import GGML_TYPES
 from dslocal.progress import Progress, ProgressSink, null_sink
 from dslocal.quant.estimate import SOURCE_TYPES, Planned, TensorShape, plan
-from dslocal.quant.recipes import _EXEMPT, IMATRIX_REASON, IMATRIX_TYPES, Recipe, kept_by_llama_cpp
+from dslocal.quant.recipes import (
+    _EXEMPT,
+    IMATRIX_REASON,
+    IMATRIX_TYPES,
+    Recipe,
+    kept_by_llama_cpp,
+)
 
 TYPE_IDS = {t.name: i for i, t in GGML_TYPES.items()}
 # llama_ftype written as general.file_type for a recipe's default type (llama.h)
@@ -168,7 +174,7 @@ def _child() -> None:  # pragma: no cover - runs in a subprocess
     pending = [""]
 
     @llama_cpp.llama_log_callback
-    def log(level, text, _user):  # noqa: ANN001, ANN202
+    def log(level, text, _user):
         pending[0] += text.decode("utf-8", "replace")
         *lines, pending[0] = pending[0].split("\n")
         for line in lines:
@@ -196,7 +202,7 @@ def _child() -> None:  # pragma: no cover - runs in a subprocess
         sys.exit(3)
 
 
-def _overrides(lib, ctypes, overrides, keep):  # noqa: ANN001, ANN202
+def _overrides(lib, ctypes, overrides, keep):
     rows = (lib.llama_model_tensor_override * (len(overrides) + 1))()
     for i, (pattern, type_id) in enumerate(overrides):
         raw = pattern.encode()
@@ -207,7 +213,7 @@ def _overrides(lib, ctypes, overrides, keep):  # noqa: ANN001, ANN202
     return ctypes.cast(rows, ctypes.POINTER(lib.llama_model_tensor_override))
 
 
-def _imatrix_rows(lib, ctypes, data, keep):  # noqa: ANN001, ANN202
+def _imatrix_rows(lib, ctypes, data, keep):
     rows = (lib.llama_model_imatrix_data * (len(data) + 1))()
     for i, (name, values) in enumerate(data.items()):
         buf = (ctypes.c_float * len(values)).from_buffer(values)
@@ -219,7 +225,7 @@ def _imatrix_rows(lib, ctypes, data, keep):  # noqa: ANN001, ANN202
     return ctypes.cast(rows, ctypes.POINTER(lib.llama_model_imatrix_data))
 
 
-def _kv(lib, ctypes, imatrix_file, n_entries, keep):  # noqa: ANN001, ANN202
+def _kv(lib, ctypes, imatrix_file, n_entries, keep):
     """quantize.imatrix.file and .entries_count, as llama-quantize --imatrix writes them."""
     rows = (lib.llama_model_kv_override * 3)()
     rows[0].key, rows[0].tag = b"quantize.imatrix.file", 3  # LLAMA_KV_OVERRIDE_TYPE_STR

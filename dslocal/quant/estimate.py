@@ -59,7 +59,7 @@ class Estimate:
 
     @property
     def fallbacks(self) -> list[Planned]:
-        return [t for t in self.tensors if t.type != t.named and t.named != "F32"]
+        return [t for t in self.tensors if t.type != t.named and not kept_by_llama_cpp(t.name, t.shape)]
 
 
 def type_bytes(type_name: str, shape: tuple[int, ...]) -> int:
@@ -101,7 +101,7 @@ def estimate(recipe: Recipe, tensors: Iterable[TensorShape], *, header_bytes: in
     return Estimate(recipe.name, tuple(planned), header_bytes, source, dict(sorted(by_type.items())))
 
 
-def source_shapes(shard_set, recipe: Recipe) -> tuple[list[TensorShape], int]:  # noqa: ANN001 - a ShardSet
+def source_shapes(shard_set, recipe: Recipe) -> tuple[list[TensorShape], int]:
     """The tensors of a GGUF source (every shard) and its first header's size; refuses another architecture."""
     arch = shard_set.first.arch
     if arch != recipe.architecture:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from dslocal.errors import DslocalError
 from dslocal.planner.fit import number_range_regex
-from dslocal.quant.recipes import _EXEMPT, IMATRIX_TYPES, Recipe, Rule, kept_by_llama_cpp, parse_recipe
+from dslocal.quant.recipes import (
+    _EXEMPT,
+    IMATRIX_TYPES,
+    Recipe,
+    Rule,
+    kept_by_llama_cpp,
+    parse_recipe,
+)
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.(.+)$")
 
@@ -95,14 +102,14 @@ def recipe_from_tensors(tensors: Iterable[FileTensor], *, name: str, architectur
     uses_imatrix_types = any(t.type in IMATRIX_TYPES and t.name not in _EXEMPT for t in tensors)
     recipe = Recipe(
         name=name, architecture=architecture, default_type=default, imatrix=imatrix_keys or uses_imatrix_types,
-        rules=tuple(rules), model=model, published_size_gib=round(file_bytes / (1 << 30), 2), source=source,
+        rules=tuple(rules), model=model, published_size_gib=float(f"{file_bytes / (1 << 30):.4g}"), source=source,
         notes=f"read by 'dslocal recipe from-gguf' from the types of its {len(tensors)} tensors",
     )
     check_equivalent(recipe, tensors)
     return recipe
 
 
-def recipe_from_set(shard_set, *, name: str | None, source: str) -> Recipe:  # noqa: ANN001 - a ShardSet
+def recipe_from_set(shard_set, *, name: str | None, source: str) -> Recipe:
     first = shard_set.first
     tensors = [FileTensor(t.name, tuple(t.shape), t.type_name, t.n_bytes) for _, t in shard_set.tensors()]
     label = name or str(first.get("general.name") or "extracted")

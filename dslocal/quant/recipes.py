@@ -23,9 +23,10 @@ their source type whatever a rule says (:func:`kept_by_llama_cpp`).
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import tomllib
 
 from dslocal.errors import InputError, NotFoundError
 from dslocal.gguf_tools.ggml_types import GGML_TYPES
@@ -38,8 +39,8 @@ TYPES: frozenset[str] = frozenset(
 )
 # Types llama.cpp refuses to quantize a weight to without an importance matrix ("this quantization
 # requires an importance matrix", llama-quant.cpp; token_embd and output are exempt there).
-IMATRIX_TYPES: frozenset[str] = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S"})
-IMATRIX_REASON = ("at under 2.5 bits per weight llama.cpp needs per-column importance (an imatrix, made by "
+IMATRIX_TYPES: frozenset[str] = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS"})
+IMATRIX_REASON = ("at about 3 bits per weight and below (IQ1-IQ3_XXS) llama.cpp needs per-column importance (an imatrix, made by "
                   "llama-imatrix from calibration text) to keep the model usable, and refuses without one")
 _EXEMPT = ("token_embd.weight", "output.weight")
 
