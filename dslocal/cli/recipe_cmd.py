@@ -20,7 +20,7 @@ GIB = 1 << 30
 
 @click.group("recipe")
 def recipe_group() -> None:
-    """Quant recipes: per-tensor ggml types of dynamic quants, their sizes, and the recipe a GGUF embodies."""
+    """Quant recipes: list, show, estimate a size, or read one from a GGUF."""
 
 
 def _summary(recipe: Any) -> dict[str, Any]:
