@@ -207,6 +207,9 @@ def world(tmp_path_factory, closed_port) -> dict[str, object]:
         "DSLOCAL_HF_ENDPOINT": closed, "HF_ENDPOINT": closed, "DSLOCAL_HF_MIRROR_ENDPOINT": closed,
         "DSLOCAL_MODELSCOPE_ENDPOINT": closed, "DSLOCAL_OLLAMA_RELEASE_BASE": closed,
         "PATH": f"{bin_dir}:/usr/bin:/bin", "COLUMNS": "100",
+        # 'launcher install' and 'ollama service install' write here, not in the real home; no window opens
+        "XDG_DATA_HOME": str(root / "xdg-data"), "XDG_CONFIG_HOME": str(root / "xdg-config"),
+        "DISPLAY": None, "WAYLAND_DISPLAY": None,
         **{name: None for name in ("DSLOCAL_CONFIG", "DSLOCAL_MODELS_DIR", "DSLOCAL_SOURCE", "DSLOCAL_CONNECTIONS",
                                    "DSLOCAL_DEBUG", "HF_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
                                    "http_proxy", "https_proxy", "all_proxy")},

@@ -142,7 +142,8 @@ def wait_for(path: Path, timeout: float = 30) -> str:
 def test_open_runs_the_tui_in_the_terminal_found(tmp_path):
     bin_dir = tmp_path / "bin"
     fake_terminal(bin_dir, "xterm")
-    env = {"PATH": str(bin_dir), "TERMINAL": "", "XDG_CURRENT_DESKTOP": "", "DSLOCAL_HOME": str(tmp_path / "h")}
+    env = {"PATH": str(bin_dir), "TERMINAL": "", "XDG_CURRENT_DESKTOP": "", "DSLOCAL_HOME": str(tmp_path / "h"),
+           "DISPLAY": ":99", "WAYLAND_DISPLAY": ""}
     dry = cli("launcher", "open", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     data = json.loads(dry.stdout)["data"]
@@ -182,9 +183,14 @@ def test_terminal_choice_and_each_ones_command_line(tmp_path):
 def test_no_terminal_is_a_one_line_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    out = cli("launcher", "open", env={"PATH": str(empty), "TERMINAL": "", "DSLOCAL_HOME": str(tmp_path / "h")})
+    env = {"PATH": str(empty), "TERMINAL": "", "DSLOCAL_HOME": str(tmp_path / "h"), "WAYLAND_DISPLAY": "wayland-0"}
+    out = cli("launcher", "open", env=env)
     assert out.returncode == 5 and "Traceback" not in out.stderr
     assert out.stderr.startswith("dslocal: error: no terminal emulator found") and "TERMINAL" in out.stderr
+    fake_terminal(empty, "xterm")
+    headless = cli("launcher", "open", env={**env, "WAYLAND_DISPLAY": "", "DISPLAY": ""})
+    assert headless.returncode == 5 and "no graphical session" in headless.stderr and "dslocal tui" in headless.stderr
+    assert not (empty / "xterm.args").exists()
 
 
 def test_the_macos_app_bundle(tmp_path):

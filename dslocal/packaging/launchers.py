@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ def open_command(exe: Path, windows_folder: Path) -> tuple[list[str], str]:
     """The command line that opens the TUI in a terminal window here, and how it was chosen."""
     platform = this_platform()
     if platform == "linux":
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise NotFoundError("no graphical session to open a terminal window in (DISPLAY and WAYLAND_DISPLAY "
+                                "are not set)", "run 'dslocal tui' in this terminal instead")
         terminal = find_terminal([str(exe), "tui"])
         return list(terminal.argv), f"{terminal.name} ({terminal.why})"
     if platform == "macos":
