@@ -11,7 +11,9 @@ from dslocal.cli.output import emit, json_option, key_values, note
 
 
 def _keep_alive(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from dslocal.cli.ollama_cmd import _keep_alive as check  # the same check as 'dslocal ollama start'
+    from dslocal.cli.ollama_cmd import (
+        _keep_alive as check,  # the same check as 'dslocal ollama start'
+    )
 
     return check(ctx, param, value)
 
