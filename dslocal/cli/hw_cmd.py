@@ -18,11 +18,21 @@ PRESET_HELP = (
 )
 
 
+def bandwidth_summary(memory: Any) -> dict[str, Any]:
+    """RAM bandwidth and how dslocal knows it: measured, detected, set, or assumed by the planner."""
+    value, source = memory.bandwidth_bytes_per_s, memory.bandwidth_source
+    if not value:
+        return {"bytes_per_s": None, "basis": "assumed by the planner", "source": None}
+    basis = next((word for word in ("measured", "detected", "set") if (source or "").startswith(word)), "set")
+    return {"bytes_per_s": value, "basis": basis, "source": source or "set"}
+
+
 def profile_data(profile: Any) -> dict[str, Any]:
-    """The profile as JSON, with each device's engine-support verdict."""
+    """The profile as JSON, with each device's engine-support verdict and the RAM bandwidth's basis."""
     from dslocal.hardware.support import verdict
 
     data = profile.to_dict()
+    data["memory_bandwidth"] = bandwidth_summary(profile.memory)
     for gpu, entry in zip(profile.gpus, data["gpus"]):
         v = verdict(gpu)
         entry["support"] = {
@@ -41,24 +51,31 @@ Examples:
   dslocal hw --save server.json       then on a laptop: dslocal plan r1-671b-q2 --hw server.json
   dslocal hw --save server.json --force   replace the saved profile
   dslocal hw --hw mac-m2-ultra-192gb  show a preset
+  dslocal hw --measure                measure RAM copy bandwidth (a few seconds); plans reuse it
 """,
 )
 @click.option("--save", "save", type=click.Path(dir_okay=False, path_type=Path), help="Write the profile to FILE.")
 @click.option("--force", is_flag=True, help="Let --save replace an existing FILE.")
 @click.option("--hw", "hw", metavar="FILE|PRESET", help=PRESET_HELP)
+@click.option("--measure", is_flag=True,
+              help="Measure this machine's RAM copy bandwidth (a few seconds) and keep it for later plans.")
 @json_option
 @click.pass_obj
-def hw_cmd(app: AppContext, save: Path | None, force: bool, hw: str | None, as_json: bool) -> None:
+def hw_cmd(app: AppContext, save: Path | None, force: bool, hw: str | None, measure: bool, as_json: bool) -> None:
     """Detect CPUs, memory, disk and GPUs/accelerators, with what Ollama can use."""
     import json
 
-    from dslocal.errors import InputError
+    from dslocal.errors import InputError, UsageError
     from dslocal.fsutil import atomic_write_bytes
     from dslocal.hardware.detect import detect
     from dslocal.hardware.presets import load_profile
 
     if save is not None and os.path.lexists(save) and not force:
         raise InputError(f"{save} already exists", "pass --force to replace it, or choose another --save FILE")
+    if hw and measure:
+        raise UsageError("--measure measures this machine, not --hw " + hw, "drop --hw, or drop --measure")
+    if measure:
+        _measure()
     if hw:
         profile = load_profile(hw)
     else:
@@ -68,6 +85,23 @@ def hw_cmd(app: AppContext, save: Path | None, force: bool, hw: str | None, as_j
         atomic_write_bytes(save, (json.dumps(profile.to_dict(), indent=2) + "\n").encode())
         note(f"saved the hardware profile to {save}")
     emit("hw", data, as_json=as_json, human=lambda: _print(data))
+
+
+def _measure() -> None:
+    from dslocal.hardware import membench
+
+    note("measuring memory copy bandwidth (a few seconds)...")
+    result = membench.measure()
+    path = membench.save(result)
+    steps = ", ".join(f"{n}: {rate / 1e9:.1f}" for n, rate in result.tried)
+    note(f"copy bandwidth {result.bytes_per_s / 1e9:.1f} GB/s with {result.threads} thread(s) "
+         f"(GB/s by threads: {steps}); kept in {path}")
+
+
+def bandwidth_text(summary: dict[str, Any]) -> str:
+    if not summary["bytes_per_s"]:
+        return "not known: assumed by the planner (dslocal hw --measure measures it)"
+    return f"{summary['bytes_per_s'] / 1e9:.1f} GB/s ({summary['source']})"
 
 
 def _print(d: dict[str, Any]) -> None:
@@ -80,6 +114,7 @@ def _print(d: dict[str, Any]) -> None:
         ("isa", flags),
         ("memory", f"{format_bytes(mem['total_bytes'])} total, {format_bytes(mem['available_bytes'])} available, "
                    f"swap {format_bytes(mem['swap_total_bytes'])}"),
+        ("ram bandwidth", bandwidth_text(d["memory_bandwidth"])),
     ]
     if disk.get("free_bytes") is not None:
         rows.append(("disk", f"{format_bytes(disk['free_bytes'])} free at {disk['path']} ({disk['filesystem'] or '?'})"))

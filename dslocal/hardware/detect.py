@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from dslocal.hardware import accelerators, amd, apple, nvidia, pci
 from dslocal.hardware.cpu import detect_cpu, detect_disk, detect_memory
-from dslocal.hardware.profile import Gpu, HardwareProfile
+from dslocal.hardware.profile import Gpu, HardwareProfile, Memory
 
 Probe = Callable[[], tuple[list[Gpu], list[str]]]
 
@@ -52,13 +53,39 @@ def _pci_placeholders(found: list[Gpu], devices: list[pci.PciDevice]) -> tuple[l
     return extra, notes
 
 
+def _bandwidth(cpu_model: str | None) -> tuple[int | None, str | None, list[str]]:
+    """RAM bandwidth for the profile: this machine's kept measurement (``hw --measure``), else SMBIOS/Apple."""
+    from dslocal.hardware import membench, memory_spec
+
+    value, source, note = memory_spec.memory_bandwidth(cpu_model, platform.system().lower())
+    measured = membench.load()
+    if measured is None:
+        return value, source, [note] if note else []
+    peak = [f"memory bandwidth: {value / 1e9:.0f} GB/s theoretical peak ({source.removeprefix('detected: ')})"] \
+        if value and source else []
+    return measured.bytes_per_s, measured.source(), peak
+
+
+def _safe_bandwidth(cpu_model: str | None) -> tuple[int | None, str | None, list[str]]:
+    try:
+        return _bandwidth(cpu_model)
+    except Exception as exc:  # noqa: BLE001 - like a probe: a note, never an error
+        return None, None, [f"memory bandwidth detection failed: {type(exc).__name__}: {exc}"]
+
+
+def with_bandwidth(memory: Memory, found: tuple[int | None, str | None, list[str]]) -> tuple[Memory, list[str]]:
+    value, source, notes = found
+    return dataclasses.replace(memory, bandwidth_bytes_per_s=value, bandwidth_source=source if value else None), notes
+
+
 def detect(models_dir: Path | None = None, pci_root: Path = Path("/sys/bus/pci/devices")) -> HardwareProfile:
     """The profile of this machine. Takes well under a second when no vendor tool hangs."""
     probes = gpu_probes()
-    with ThreadPoolExecutor(max_workers=len(probes) + 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(probes) + 2) as pool:
         futures = {name: pool.submit(_safe, name, probe) for name, probe in probes.items()}
         pci_future = pool.submit(pci.scan, pci_root)
         cpu = detect_cpu()
+        bandwidth_future = pool.submit(_safe_bandwidth, cpu.model)
         memory = detect_memory()
         disk = detect_disk(models_dir or Path.home())
         gpus: list[Gpu] = []
@@ -71,6 +98,7 @@ def detect(models_dir: Path | None = None, pci_root: Path = Path("/sys/bus/pci/d
             devices = pci_future.result()
         except Exception as exc:  # noqa: BLE001
             devices, notes = [], [*notes, f"PCI scan failed: {exc}"]
+        memory, bandwidth_notes = with_bandwidth(memory, bandwidth_future.result())
     extra, pci_notes = _pci_placeholders(gpus, devices)
     return HardwareProfile(
         os=platform.system().lower(),
@@ -79,6 +107,6 @@ def detect(models_dir: Path | None = None, pci_root: Path = Path("/sys/bus/pci/d
         memory=memory,
         disk=disk,
         gpus=tuple(gpus + extra),
-        notes=tuple(notes + pci_notes),
+        notes=tuple(notes + pci_notes + bandwidth_notes),
         origin="detected",
     )

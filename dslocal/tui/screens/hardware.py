@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,9 +21,11 @@ def describe_profile(profile: Any, verdicts: list[tuple[Any, Any]]) -> list[str]
     lines = [f"[b]CPU[/b]  {cpu.model or profile.arch}: {cpu.physical_cores} cores, {cpu.threads} threads"
              + (f", {cpu.numa_nodes} NUMA nodes" if cpu.numa_nodes > 1 else "")
              + (f"  ({', '.join(cpu.flags[:6])})" if cpu.flags else "")]
-    bandwidth = getattr(memory, "bandwidth_gbs", None)
-    lines.append(f"[b]RAM[/b]  {format_bytes(memory.total_bytes)} total, {format_bytes(memory.available_bytes)} free"
-                 + (f", {bandwidth:.0f} GB/s" if bandwidth else ""))
+    lines.append(f"[b]RAM[/b]  {format_bytes(memory.total_bytes)} total, {format_bytes(memory.available_bytes)} free")
+    if memory.bandwidth_bytes_per_s:
+        lines.append(f"      {memory.bandwidth_bytes_per_s / 1e9:.0f} GB/s [dim]({escape(memory.bandwidth_source or 'set')})[/dim]")
+    else:
+        lines.append("      bandwidth not known: the planner assumes one [dim](dslocal hw --measure)[/dim]")
     if disk.path and disk.free_bytes is not None:
         lines.append(f"[b]Disk[/b] {disk.path}: {format_bytes(disk.free_bytes)} free")
     if not verdicts:
