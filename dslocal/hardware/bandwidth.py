@@ -85,19 +85,24 @@ def from_memory_spec(ram_type: str, channels: int, sockets: int = 1, numa_nodes:
 # GB/s by chip; binned chips as {CPU cores: GB/s}. Apple newsroom / tech specs:
 # M1 68.25, M1 Pro 200, M1 Max 400, M1 Ultra 800; M2 100, M2 Pro 200, M2 Max 400, M2 Ultra 800;
 # M3 100, M3 Pro 150, M3 Max 300 (14-core CPU) / 400 (16-core CPU), M3 Ultra 819;
-# M4 120, M4 Pro 273, M4 Max 410 (14-core CPU) / 546 (16-core CPU); M5 153.
+# M4 120, M4 Pro 273, M4 Max 410 (14-core CPU) / 546 (16-core CPU); M5 153, M5 Max 614.
+# Checked against reports of Apple's announcements: macmegasite.com/2024/10/30/m4-max-chip-has-16-core-cpu-40-core-gpu-
+# and-35-increase-in-memory-bandwidth (M4 Max 546, M3 Max 400), notebookcheck.net (M4 Max bins), dig.watch/updates/
+# apple-launches-m5-with-bigger-ai-gains (M5 153), thedailyscout.com (M5 Max 614).
 APPLE_BANDWIDTH_GBS: dict[str, float | dict[int, float]] = {
     "M1": 68.25, "M1 Pro": 200, "M1 Max": 400, "M1 Ultra": 800,
     "M2": 100, "M2 Pro": 200, "M2 Max": 400, "M2 Ultra": 800,
     "M3": 100, "M3 Pro": 150, "M3 Max": {14: 300, 16: 400}, "M3 Ultra": 819,
     "M4": 120, "M4 Pro": 273, "M4 Max": {14: 410, 16: 546},
-    "M5": 153,
+    "M5": 153, "M5 Max": 614,  # M5 Max: "up to 614GB/s" as reported at its launch; M5 Pro not yet verified
 }
-# Dense FP16 FLOP/s of the GPU (shader FP32 rate; Apple GPUs run FP16 at the same rate), top bins.
+# Dense FP16 TFLOPS of the GPU at the shader rate (GPU cores x 128 lanes x 2 x clock; Apple states M1 2.6,
+# M1 Ultra 21, M2 3.6, M2 Ultra 27.2), top bins. M5's GPU neural accelerators (Apple: 4x M4's peak AI
+# compute) are not counted: the M5 figures are shader-rate estimates, so prefill there is underestimated.
 APPLE_TFLOPS: dict[str, float] = {
     "M1": 2.6, "M1 Pro": 5.2, "M1 Max": 10.4, "M1 Ultra": 21, "M2": 3.6, "M2 Pro": 6.8, "M2 Max": 13.6,
     "M2 Ultra": 27, "M3": 4.1, "M3 Pro": 7.4, "M3 Max": 14, "M3 Ultra": 28, "M4": 4.3, "M4 Pro": 9.2,
-    "M4 Max": 17, "M5": 5.7,
+    "M4 Max": 17, "M5": 4.1, "M5 Max": 16.4,
 }
 _APPLE_CHIP = re.compile(r"\bM(\d+)(?:\s+(Pro|Max|Ultra))?\b", re.IGNORECASE)
 
@@ -165,7 +170,12 @@ GPU_SPECS: tuple[tuple[str, float, float], ...] = (
     (r"\b910B", 1600, 313),  # Ascend 910B (910B1-B4 differ a little; 910B3 figures)
     (r"MetaX C500|\bC500\b", 1800, 280),
     (r"MTT S4000|\bS4000\b", 768, 100),
+    (r"MLU370-X8", 614, 96),  # Cambricon MLU370-X8: LPDDR5
+    # Intel
+    (r"Arc\(TM\) A770|Arc A770", 560, 138),
 )
+# Not in the table for want of published figures: Hygon DCU (hy-smi names no model), Kunlunxin P800,
+# Ascend 310P, Iluvatar BI-V150; the planner assumes a figure for them.
 # NVIDIA compute capabilities that name one datacentre generation when the device name is unknown
 # ("NVIDIA Graphics Device" on new drivers): its most common part.
 _CC_FALLBACK: dict[str, tuple[float, float]] = {"10.0": (8000, 2250), "10.3": (8000, 2250), "12.1": (273, 125)}
