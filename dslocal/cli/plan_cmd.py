@@ -14,7 +14,27 @@ from dslocal.cli.planning import detect_ollama_version, hw_option, load_hw, olla
 from dslocal.units import format_bytes, format_rate
 
 SPLIT_IMPORT = (0, 30, 0)  # the first Ollama that imports a split GGUF (its shards as one model)
-ctx_option = click.option("--ctx", type=click.IntRange(min=256), help="Context length (default: the largest that fits).")
+class _Context(click.ParamType):
+    """A context length of at least 256 tokens, or ``max``: the largest that keeps the placement."""
+
+    name = "TOKENS|max"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, int) or str(value).strip().lower() == "max":
+            return value if isinstance(value, int) else "max"
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a number of tokens or 'max'", param, ctx)
+        if number < 256:
+            self.fail(f"{number} is below 256 tokens", param, ctx)
+        return number
+
+
+ctx_option = click.option(
+    "--ctx", type=_Context(),
+    help="Context length in tokens, or 'max' for the largest that keeps the placement (default: a practical "
+         "4K-16K that keeps the placement and speed; 4K when weights stream from disk).")
 kv_option = click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True,
                          help="KV cache type (quantized needs flash attention).")
 
@@ -39,6 +59,7 @@ Examples:
   dslocal plan r1-671b-q2 --hw rtx4090-64gb
   dslocal plan r1-671b-iq1s --hw a100-80gb-256gb --ollama-version 0.5.7
   dslocal plan r1-distill-qwen-32b --ctx 32768 --json
+  dslocal plan v4-flash-q2 --ctx max           the longest context that keeps the placement
   dslocal plan ./DeepSeek-R1-UD-IQ1_S-00001-of-00003.gguf
   dslocal plan r1-671b-fp8 --cluster "2 nodes x 8 H20"
 """,

@@ -277,17 +277,78 @@ SPEED_KEPT = 0.95  # a longer default context must keep the placement and this s
 KV_SHARE = 0.25  # ... and its KV cache may take at most this share of the machine's memory
 
 
-def plan(facts: ModelFacts, profile: HardwareProfile, *, ctx: int | None = None, **options: Any) -> Plan:
-    """The plan at ``ctx``, or at the default context when none is given.
+def plan(facts: ModelFacts, profile: HardwareProfile, *, ctx: int | str | None = None, **options: Any) -> Plan:
+    """The plan at ``ctx`` (a number, ``"max"`` for the largest that keeps the placement, or None for the
+    default context), with the Apple wired-memory limit raised when that makes the model fit on the GPU,
+    and a note when another engine would decode much faster here."""
+    result = _plan_ctx(facts, profile, ctx, options)
+    raised = _raised_wired_limit(profile)
+    if raised is not None and result.placement != "gpu":
+        better = _plan_ctx(facts, raised[0], ctx, options)
+        if better.placement == "gpu" or better.fits and not result.fits:
+            result = replace(better, notes=(*better.notes, _wired_note(raised[1], profile)))
+    return replace(result, notes=(*result.notes, *_engine_note(facts, profile, ctx, options, result)))
+
+
+WIRED_RESERVE = 16 * GIB  # what macOS and the apps keep when the GPU's wired limit is raised
+
+
+def _raised_wired_limit(profile: HardwareProfile) -> tuple[HardwareProfile, int] | None:
+    """The profile with the Apple GPU allowed all but WIRED_RESERVE (or 8%) of memory, and that limit in MiB;
+    None when there is no Apple GPU or its budget is already that high."""
+    apple = [g for g in profile.gpus if g.vendor == "apple" and g.unified_memory]
+    if not apple:
+        return None
+    limit = profile.memory.total_bytes - max(WIRED_RESERVE, int(profile.memory.total_bytes * 0.08))
+    if limit <= (apple[0].memory_total_bytes or 0):
+        return None
+    gpu = replace(apple[0], memory_total_bytes=limit, memory_free_bytes=limit)
+    return replace(profile, gpus=tuple(gpu if g is apple[0] else g for g in profile.gpus)), limit // MIB
+
+
+def _wired_note(limit_mib: int, profile: HardwareProfile) -> str:
+    keep = (profile.memory.total_bytes - (limit_mib * MIB)) / GIB
+    return (f"planned with macOS's GPU wired-memory limit raised (the default lets Metal use 75%): run "
+            f"'sudo sysctl iogpu.wired_limit_mb={limit_mib}' before loading (it lasts until a reboot; "
+            f"'sudo sysctl iogpu.wired_limit_mb=0' undoes it). Risk: macOS and every other app then share "
+            f"{keep:.0f} GiB; if they need more the Mac swaps hard or freezes, so close other apps first")
+
+
+def _engine_note(facts: ModelFacts, profile: HardwareProfile, ctx: int | str | None, options: dict[str, Any],
+                 result: Plan) -> list[str]:
+    """Old Ollama places whole layers; llama-server's -ot (or Ollama >= 0.30) may decode far faster here."""
+    version = parse_version(options["ollama_version"]) if options.get("ollama_version") else LATEST_OLLAMA
+    if options.get("engine", "ollama") != "ollama" or version >= OLLAMA_AUTO_FIT or not facts.expert_count:
+        return []
+    other = _plan_ctx(facts, profile, ctx, {**options, "engine": "llama.cpp", "ollama_version": None})
+    if other.placement == "none" or other.decode_tokens_per_s < 1.2 * result.decode_tokens_per_s:
+        return []
+    how = "get it with Ollama >= 0.30 ('dslocal ollama install') or 'dslocal serve MODEL --engine embedded'"
+    if result.placement == "none":
+        return [f"Ollama {'.'.join(map(str, version))} cannot load it here, but llama-server with the routed experts "
+                f"in RAM (-ot) can, at about {other.decode_tokens_per_s:.1f} tok/s; {how}"]
+    return [f"the fastest engine here is llama-server with the routed experts in RAM (-ot): about "
+            f"{other.decode_tokens_per_s:.1f} tok/s against {result.decode_tokens_per_s:.1f}; {how}"]
+
+
+def _plan_ctx(facts: ModelFacts, profile: HardwareProfile, ctx: int | str | None, options: dict[str, Any]) -> Plan:
+    """The plan at a given context, at the largest that keeps the placement (``"max"``), or at the default.
 
     The default is the longest of 4096, 8192 and 16384 tokens (capped at the model's own
     context) whose plan keeps the placement, the GPU layers and the speed reached at 4096,
     with a KV cache of at most a quarter of the machine's memory; below 4096 only when 4096
     cannot run. Memory that a longer context would take is not worth a slower or
     worse placement (newcomer trial A3, C1); how far the context can go is said in a note.
+    A machine that streams weights from disk keeps 4096: every byte of KV cache there is a
+    byte of weights pushed out of the page cache.
     """
+    if ctx == "max":
+        base = _plan_ctx(facts, profile, None, options)
+        if base.placement == "none":
+            return base
+        return _plan_at(facts, profile, _longest_keeping(facts, profile, base, options, speed_too=False), **options)
     if ctx is not None:
-        return _plan_at(facts, profile, ctx, **options)
+        return _plan_at(facts, profile, int(ctx), **options)
     trained = facts.context_length
     sizes = sorted({min(c, trained) for c in DEFAULT_CONTEXTS})
     plans = {c: _plan_at(facts, profile, c, **options) for c in sizes}
@@ -297,14 +358,19 @@ def plan(facts: ModelFacts, profile: HardwareProfile, *, ctx: int | None = None,
     memory = profile.memory.available_bytes + sum(g.memory_total_bytes or 0 for g in profile.gpus)
     chosen = ref
     for size in sizes:
+        if ref.placement == "mmap":
+            break
         if size > ref.num_ctx and _keeps(plans[size], ref) and plans[size].kv_cache_bytes <= KV_SHARE * memory:
             chosen = plans[size]
     if chosen.placement == "none":
         return chosen
     longest = _longest_keeping(facts, profile, chosen, options)
     note = f"num_ctx {chosen.num_ctx} by default (the model's own is {trained})"
-    if longest > chosen.num_ctx:
-        note += f"; up to {longest} keeps this placement and speed: pass --ctx for longer conversations"
+    if chosen.placement == "mmap":
+        note += ("; the weights stream from disk here, and a longer context's KV cache would push more of them "
+                 "out of RAM: pass --ctx for more, at some speed")
+    elif longest > chosen.num_ctx:
+        note += f"; up to {longest} keeps this placement and speed: pass --ctx for longer conversations (--ctx max)"
     return replace(chosen, notes=(note, *chosen.notes))
 
 
@@ -313,12 +379,14 @@ def _keeps(candidate: Plan, ref: Plan) -> bool:
             and candidate.decode_tokens_per_s >= SPEED_KEPT * ref.decode_tokens_per_s)
 
 
-def _longest_keeping(facts: ModelFacts, profile: HardwareProfile, chosen: Plan, options: dict[str, Any]) -> int:
-    """The longest context (in steps of 256) whose plan keeps ``chosen``'s placement and speed."""
+def _longest_keeping(facts: ModelFacts, profile: HardwareProfile, chosen: Plan, options: dict[str, Any],
+                     speed_too: bool = True) -> int:
+    """The longest context (in steps of 256) whose plan keeps ``chosen``'s placement (and speed)."""
     lo, hi = chosen.num_ctx // 256, facts.context_length // 256
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _keeps(_plan_at(facts, profile, mid * 256, **options), chosen):
+        candidate = _plan_at(facts, profile, mid * 256, **options)
+        if _keeps(candidate, chosen) if speed_too else candidate.placement == chosen.placement:
             lo = mid
         else:
             hi = mid - 1
@@ -340,23 +408,33 @@ def _num_gpu(layout: _Layout, facts: ModelFacts, engine: str, version: tuple[int
                   "a pinned num_gpu would skip it")
 
 
-def _decode_speed(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, gpus: list[Gpu], kv_token: float,
-                  num_ctx: int, cpu_bw: float | None, notes: list[str]) -> tuple[float, float, float, float, float]:
-    """(GPU bytes, CPU bytes of weights read per token, decode tok/s, KV bytes read, CPU bandwidth)."""
+def _active_bytes(layout: _Layout, facts: ModelFacts) -> tuple[float, float, float]:
+    """(weights read per token on the GPUs, in RAM, and the GPUs' share of the KV cache)."""
     share = facts.expert_used / facts.expert_count if facts.expert_count else 1.0
     active = [b - e * (1 - share) for b, e in zip(facts.block_bytes, facts.block_expert_bytes)]
     if layout.experts_on_cpu_from is not None:
         k = layout.experts_on_cpu_from
         gpu_active = sum(a - e * share for a, e in zip(active, facts.block_expert_bytes)) + facts.output_bytes
         gpu_active += sum(e * share for e in facts.block_expert_bytes[:k])
-        cpu_active = sum(e * share for e in facts.block_expert_bytes[k:])
-        gpu_kv_frac = 1.0
-    else:
-        n_gpu_blocks = max(layout.gpu_layers - 1, 0)
-        gpu_blocks = range(facts.block_count - n_gpu_blocks, facts.block_count)
-        gpu_active = sum(active[i] for i in gpu_blocks) + (facts.output_bytes if layout.gpu_layers else 0)
-        cpu_active = sum(active) + facts.output_bytes - gpu_active
-        gpu_kv_frac = n_gpu_blocks / facts.block_count if facts.block_count else 0.0
+        return gpu_active, sum(e * share for e in facts.block_expert_bytes[k:]), 1.0
+    n_gpu_blocks = max(layout.gpu_layers - 1, 0)
+    gpu_blocks = range(facts.block_count - n_gpu_blocks, facts.block_count)
+    gpu_active = sum(active[i] for i in gpu_blocks) + (facts.output_bytes if layout.gpu_layers else 0)
+    cpu_active = sum(active) + facts.output_bytes - gpu_active
+    return gpu_active, cpu_active, n_gpu_blocks / facts.block_count if facts.block_count else 0.0
+
+
+def _per_gpu(layout: _Layout, gpus: list[Gpu], total: float) -> list[tuple[Gpu, float]]:
+    """Each card's share of the bytes read on the GPUs, as the layout spreads the model over them."""
+    placed = [(gpu, used) for gpu, used in zip((g for g, c in zip(gpus, layout.gpu_layer_counts) if c), layout.gpu_used)]
+    whole = sum(used for _, used in placed) or 1
+    return [(gpu, total * used / whole) for gpu, used in placed]
+
+
+def _decode_speed(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, gpus: list[Gpu], kv_token: float,
+                  num_ctx: int, cpu_bw: float | None, notes: list[str]) -> tuple[float, float, speed.Decode, float]:
+    """(GPU bytes and CPU bytes of weights read per token, the decode estimate, KV bytes read)."""
+    gpu_active, cpu_active, gpu_kv_frac = _active_bytes(layout, facts)
     kv_read = kv_token * min(speed.FILLED_CONTEXT, num_ctx)
     gpu_bytes_tok = gpu_active + kv_read * gpu_kv_frac
     cpu_bytes_tok = cpu_active + kv_read * (1 - gpu_kv_frac)
@@ -370,12 +448,24 @@ def _decode_speed(layout: _Layout, facts: ModelFacts, profile: HardwareProfile, 
             f"the weights do not fit in RAM: llama.cpp streams {layout.cpu_weights / GIB:.0f} GiB from disk with mmap "
             f"({resident:.0%} stays cached); speed is bound by the SSD"
         )
-    gpu_bw = speed.gpu_spec(gpus[0])[0] if gpus else 0.0
-    bw_cpu = cpu_bw or speed.cpu_bandwidth(profile)
-    decode = speed.decode_tokens_per_s(
-        gpu_bytes_tok, cpu_bytes_tok, disk_bytes_tok, gpu_bw, bw_cpu, moe=bool(facts.expert_count)
-    )
-    return gpu_active, cpu_active, decode, kv_read, bw_cpu
+    result = speed.decode(_per_gpu(layout, gpus, gpu_bytes_tok) if gpus else [], cpu_bytes_tok, disk_bytes_tok,
+                          profile, moe=bool(facts.expert_count), architecture=facts.architecture, cpu_bw=cpu_bw)
+    return gpu_active, cpu_active, result, kv_read
+
+
+def _speed_notes(estimate: speed.Decode, facts: ModelFacts, layout: _Layout, profile: HardwareProfile,
+                 gpus: list[Gpu], total_active: float, kv_read: float, cpu_bw: float | None) -> list[str]:
+    bw, source = (cpu_bw, "given") if cpu_bw else speed.cpu_bandwidth(profile)
+    ram = any(t.kind == "cpu" for t in estimate.terms)
+    notes = [
+        f"speed from a bandwidth model ({total_active / GIB:.1f} GiB of weights and {kv_read / GIB:.1f} GiB of KV "
+        f"cache read per token{f'; system memory {bw / 1e9:.0f} GB/s, {source}' if ram else ''}; "
+        f"efficiencies: {speed.calibration().source}); an estimate"
+    ]
+    if layout.placement not in ("none",):
+        notes.append(speed.what_would_help(estimate, legacy_kv=facts.layout == "legacy",
+                                           experts_on_cpu=layout.experts_on_cpu_from is not None, has_gpu=bool(gpus)))
+    return notes
 
 
 def _setup_notes(profile: HardwareProfile, gpus: list[Gpu], kv_type: str) -> list[str]:
@@ -414,7 +504,9 @@ def _prefill_speed(facts: ModelFacts, profile: HardwareProfile, gpus: list[Gpu],
     active_params = facts.params * (facts.active_bytes / max(facts.weight_bytes - facts.embed_bytes, 1))
     total_active = gpu_active + cpu_active
     gpu_frac = gpu_active / total_active if total_active else 0.0
-    flops = 1.0 / ((gpu_frac / (gpu_flops * 0.35) if gpu_flops else 0.0) + (1 - gpu_frac) / speed.cpu_flops(profile))
+    cal = speed.calibration()
+    flops = 1.0 / ((gpu_frac / (gpu_flops * cal.gpu_flops_share) if gpu_flops else 0.0)
+                   + (1 - gpu_frac) / speed.cpu_flops(profile, cal))
     return flops / (2 * active_params) if active_params else 0.0
 
 
@@ -461,17 +553,13 @@ def _plan_at(
     old_ollama = engine == "ollama" and version < OLLAMA_AUTO_FIT
     pinned, reason = _num_gpu(layout, facts, engine, version, num_gpu)
     ot = _ot_pattern(layout.experts_on_cpu_from, facts.block_count) if layout.experts_on_cpu_from is not None else None
-    gpu_active, cpu_active, decode, kv_read, bw_cpu = _decode_speed(layout, facts, profile, gpus, kv_token, num_ctx,
-                                                                    cpu_bw, notes)
+    gpu_active, cpu_active, estimate, kv_read = _decode_speed(layout, facts, profile, gpus, kv_token, num_ctx,
+                                                              cpu_bw, notes)
+    decode = estimate.tokens_per_s
     prefill = _prefill_speed(facts, profile, gpus, gpu_active, cpu_active)
-    total_active = gpu_active + cpu_active
     if layout.placement == "none":
         decode = prefill = 0.0
-    notes.append(
-        f"speed from a bandwidth model ({total_active / GIB:.1f} GiB of weights and "
-        f"{kv_read / GIB:.1f} GiB of KV cache read per token"
-        f"{', ' + format(bw_cpu / 1e9, '.0f') + ' GB/s assumed for system memory' if cpu_active else ''}); an estimate"
-    )
+    notes.extend(_speed_notes(estimate, facts, layout, profile, gpus, gpu_active + cpu_active, kv_read, cpu_bw))
 
     unsloth = _unsloth_offload(facts, gpus)
     if unsloth is not None and old_ollama:

@@ -65,10 +65,17 @@ def describe(variant: Variant, p: Plan) -> str:
     return f"{name}: {format_rate(p.decode_tokens_per_s)} tok/s, {where}, context {p.num_ctx}"
 
 
+def bits_per_weight(variant: Variant) -> float:
+    return variant.size_bytes * 8 / (variant.params_b * 1e9) if variant.params_b else 0.0
+
+
 def _key(item: Ranked) -> tuple:
+    """Usable first; then the quality tier; among usable variants of a tier, more bits per weight (the best
+    quality that runs at a usable speed, not the fastest quant); then speed."""
     p = item.plan
     category = 0 if item.usable else 1 if p.fits else 2 if p.placement == "mmap" else 3 if item.planned else 4
-    return category, item.variant.quality_tier, -p.decode_tokens_per_s
+    bits = -int(bits_per_weight(item.variant)) if item.usable else 0  # whole bits: 4.6 and 4.8 are one class
+    return category, item.variant.quality_tier, bits, -p.decode_tokens_per_s
 
 
 def recommend(catalog: Catalog, profile: HardwareProfile, ollama_version: str | None = None) -> list[Ranked]:
