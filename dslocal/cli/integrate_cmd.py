@@ -25,12 +25,40 @@ Examples:
 """
 
 
+def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An http(s) URL with a host, or a usage error naming it."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    try:  # host:port alone, as OLLAMA_HOST is written, means http://host:port
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:11434")
+    return text
+
+
+def _origin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A browser origin (scheme://host[:port], ASCII as in an HTTP header), or a usage error."""
+    if value is None:
+        return None
+    if not value.isascii():
+        raise click.BadParameter(f"{value!r} is not an origin: write the host in ASCII (punycode), "
+                                 "e.g. http://xn--fsqu00a.example:3000")
+    return _url(ctx, param, value)
+
+
 def _options(func):  # noqa: ANN001, ANN202
     for option in reversed([
         click.argument("model", required=False),
         click.option("--engine", type=click.Choice(["ollama", "serve", "deepseek"]), help=ENGINE_HELP),
         click.option("--cloud", is_flag=True, help="The DeepSeek API instead of a local server (= --engine deepseek)."),
-        click.option("--url", help="The server's URL (default: ollama_host, http://127.0.0.1:8080 for serve)."),
+        click.option("--url", callback=_url,
+                     help="The server's URL (default: ollama_host, http://127.0.0.1:8080 for serve)."),
         click.option("--where", type=click.Choice(["docker", "host", "lan"]),
                      help="Where the client runs (default: docker for Dify and Open WebUI, host for the others)."),
         click.option("--ctx", type=click.IntRange(256, 1 << 24), help="Plan for this context (a model not pulled yet)."),
@@ -125,7 +153,7 @@ def _settings_report(app: AppContext, client: str, model: str | None, engine: st
         data["check"] = report.as_dict()
     emit(f"integrate {client}", data, as_json=as_json, human=lambda: _print_settings(result, report))
     if report is not None and not report.ok:
-        sys.exit(1)
+        _failed(report, as_json)
 
 
 def _model_dict(info) -> dict[str, object]:  # noqa: ANN001
@@ -193,11 +221,11 @@ def _print_report(report) -> None:  # noqa: ANN001
 @click.argument("model", required=False)
 @click.option("--engine", type=click.Choice(["ollama", "serve", "deepseek"]), help=ENGINE_HELP)
 @click.option("--cloud", is_flag=True, help="Check the DeepSeek API (= --engine deepseek).")
-@click.option("--url", help="The server's URL (default: ollama_host, http://127.0.0.1:8080 for serve).")
+@click.option("--url", callback=_url, help="The server's URL (default: ollama_host, http://127.0.0.1:8080 for serve).")
 @click.option("--lan", "lan_wanted", is_flag=True, help="Also try this machine's LAN address.")
 @click.option("--client", type=click.Choice(["dify", "openwebui", "openai", "continue"]), default="openai",
               show_default=True, help="Chat as this client does (Dify and Open WebUI: Ollama's /api/chat).")
-@click.option("--origin", help="Also check that a browser page at this origin may call the API (OLLAMA_ORIGINS).")
+@click.option("--origin", callback=_origin, help="Also check that a browser page at this origin may call the API (OLLAMA_ORIGINS).")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=300, show_default=True, help="Seconds for the chat.")
 @json_option
 @click.pass_obj
@@ -226,7 +254,22 @@ def check_cmd(app: AppContext, model: str | None, engine: str | None, cloud: boo
     report = _check(app, endpoint, model, client, lan_wanted=lan_wanted, origin=origin, timeout=timeout)
     emit("integrate check", report.as_dict(), as_json=as_json, human=lambda: _print_report(report))
     if not report.ok:
-        sys.exit(1)
+        _failed(report, as_json)
+
+
+def _failed(report, as_json: bool) -> None:  # noqa: ANN001 - dslocal.integrate.check.CheckReport
+    """After the report: one error line naming the first failed probe and its fix, and exit 1. Under
+    ``--json`` the report on stdout is the answer (its "ok" is false), so no second JSON document follows."""
+    from dslocal.errors import DslocalError
+
+    failed = [p for p in report.probes if p.state == "failed"]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    message = f"the check failed at '{failed[0].name}': {failed[0].cause or failed[0].detail}{more}"
+    hint = failed[0].fix or "see the report above"
+    if as_json:
+        click.echo(f"dslocal: error: {message}\nhint: {hint}", err=True)
+        click.get_current_context().exit(1)
+    raise DslocalError(message, hint)
 
 
 # -- dslocal ollama expose ---------------------------------------------------------------------------------
