@@ -153,6 +153,12 @@ def test_ranking_prefers_the_best_quality_that_runs_at_a_usable_speed():
     assert order.index("r1-0528-ud-q4_k_xl") < order.index("r1-0528-ud-iq2_xxs") < order.index("r1-0528-ud-iq1_s")
 
 
+def test_mla_requants_come_before_legacy_ggufs_of_the_same_weights():
+    for hw in ("2xh100-512gb", "8xh100-2tb", "cpu-only-512gb"):
+        order = [r.variant.id for r in recommend(CATALOG, load_profile(hw))]
+        assert order.index("v3-0324-ud-q2_k_xl-mla") < order.index("v3-0324-ud-q2_k_xl"), hw
+
+
 def test_the_fp8_original_is_planned_for_the_hardware_and_model_named(cli, dslocal_home):
     h20 = json.loads(cli("plan", "r1-671b-fp8", "--hw", "8xh20-2tb", "--json").stdout)["data"]
     assert (h20["nodes"], h20["gpus_per_node"], h20["gpu"], h20["fits"]) == (1, 8, "H20", False)

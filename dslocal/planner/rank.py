@@ -71,11 +71,12 @@ def bits_per_weight(variant: Variant) -> float:
 
 def _key(item: Ranked) -> tuple:
     """Usable first; then the quality tier; among usable variants of a tier, more bits per weight (the best
-    quality that runs at a usable speed, not the fastest quant); then speed."""
+    quality that runs at a usable speed, not the fastest quant); MLA re-quants before legacy GGUFs; then speed."""
     p = item.plan
     category = 0 if item.usable else 1 if p.fits else 2 if p.placement == "mmap" else 3 if item.planned else 4
     bits = -int(bits_per_weight(item.variant)) if item.usable else 0  # whole bits: 4.6 and 4.8 are one class
-    return category, item.variant.quality_tier, bits, -p.decode_tokens_per_s
+    legacy = item.variant.kv_layout == "legacy"  # an MLA re-quant of the same weights reads a far smaller KV cache
+    return category, item.variant.quality_tier, bits, legacy, -p.decode_tokens_per_s
 
 
 def recommend(catalog: Catalog, profile: HardwareProfile, ollama_version: str | None = None) -> list[Ranked]:
