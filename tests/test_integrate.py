@@ -324,3 +324,18 @@ def test_listener_table_parsing():
     assert network.parse_listeners(table, 8080) == ["0.0.0.0"]
     six = "  sl local\n   0: 00000000000000000000000001000000:2CA2 0000:0 0A 0\n"
     assert network.parse_listeners(six, 0x2CA2) == ["::1"]
+
+
+def test_expose_says_when_the_systemd_service_keeps_the_old_address(cli, dslocal_home, fake_ollama_env, tmp_path):
+    """The user unit carries OLLAMA_HOST from when it was written: expose (and undo) say to rewrite it."""
+    env = {**fake_ollama_env, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    unit = tmp_path / "xdg" / "systemd" / "user" / "dslocal-ollama.service"
+    quiet = cli("ollama", "expose", "--lan", "--yes", env=env)
+    assert quiet.returncode == 0 and "systemd user service" not in quiet.stderr
+    assert cli("ollama", "expose", "--undo", env=env).returncode == 0
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Service]\nEnvironment=OLLAMA_HOST=127.0.0.1:11434\n")
+    told = cli("ollama", "expose", "--lan", "--yes", env=env)
+    assert told.returncode == 0 and "'dslocal ollama service install' rewrites it" in told.stderr
+    undone = cli("ollama", "expose", "--undo", env=env)
+    assert "'dslocal ollama service install' rewrites it" in undone.stderr

@@ -356,3 +356,8 @@ def _restart_hint(app: AppContext) -> None:
 
     if _read_pid(_files(app)):
         note("dslocal's Ollama is running with the old address: 'dslocal ollama restart' applies the new one")
+    from dslocal.ollama.service import unit_path
+
+    if unit_path().is_file():  # the systemd user unit carries OLLAMA_HOST from when it was written
+        note(f"the systemd user service ({unit_path()}) still has the old address: "
+             "'dslocal ollama service install' rewrites it")
