@@ -46,6 +46,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "ask": LazyCommand("dslocal.cli.chat_cmd:ask_cmd", "Ask one question and print the answer (for scripts)."),
     "serve": LazyCommand("dslocal.cli.serve_cmd:serve_cmd", "Serve a model as an OpenAI-compatible API (chat completions with reasoning, models list)."),
     "integrate": LazyCommand("dslocal.cli.integrate_cmd:integrate_group", "Settings for Dify, Open WebUI, OpenAI SDKs and Continue, and a live check."),
+    "cluster": LazyCommand("dslocal.cli.cluster_cmd:cluster_group", "DeepSeek across nodes: plan it on SGLang/vLLM/vLLM-Ascend, launch each node, check it answers."),
     "tui": LazyCommand("dslocal.cli.tui_cmd:tui_cmd", "The wizard from this machine to a running chat, and a launcher afterwards."),
     "key": LazyCommand("dslocal.cli.key_cmd:key_group", "API keys for the DeepSeek API and OpenAI-compatible servers, in the OS keyring."),
     "config": LazyCommand(
@@ -67,8 +68,9 @@ Examples:
   dslocal pull r1-distill-qwen-7b
   dslocal chat r1-distill-qwen-7b
   dslocal ask r1-distill-qwen-7b "Why is the sky blue?" --json
-  dslocal plan r1-671b-q2 --hw rtx4090-64gb
-  dslocal hw                    what this machine has, and what Ollama can use
+  dslocal plan v4-flash-q2 --hw rtx4090-128gb
+  dslocal hw --measure          what this machine has, its RAM bandwidth measured
+  dslocal integrate dify r1-distill-qwen-7b   every field of Dify's Ollama form
   dslocal paths                 where config, models, cache and logs live
   dslocal config show --json    effective settings and where each came from
   dslocal config set hf_endpoint https://hf-mirror.com
@@ -98,7 +100,7 @@ DSLOCAL_CONFIG names the config file; DSLOCAL_DEBUG=1 shows tracebacks. On a ter
 @click.version_option(__version__, "-V", "--version", prog_name="dslocal", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, config_file: Path | None) -> None:
-    """dslocal: run DeepSeek R1, V3 and the R1 distills on your own machine through Ollama."""
+    """dslocal: run DeepSeek (R1, V3, V3.1, V3.2, V4 and the R1 distills) on your own machine."""
     ctx.obj = AppContext(config_file=config_file)
     if ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("DSLOCAL_NO_TUI"):

@@ -71,7 +71,8 @@ Examples:
 @ollama_version_option
 @click.option("--engine", type=click.Choice(["ollama", "llama.cpp"]), default="ollama", show_default=True)
 @click.option("--num-gpu", type=click.IntRange(min=0), help="Pin the number of GPU layers instead of planning it.")
-@click.option("--cluster", metavar="SPEC", help="Plan the FP8 original across nodes, e.g. '2 nodes x 8 H20'.")
+@click.option("--cluster", metavar="SPEC", help="Plan a multi-node original across nodes, e.g. '2 nodes x 8 H20' "
+              "(short for 'dslocal cluster plan').")
 @click.option("--exact", is_flag=True, help="Read the variant's real GGUF headers (network, cached).")
 @json_option
 @click.pass_obj
@@ -167,29 +168,22 @@ def _node_of(profile) -> str:
 
 
 def _cluster(variant, spec_text: str, cluster_plan, parse_cluster, as_json: bool) -> None:
+    """The short form of 'dslocal cluster plan': the same core, the GPU's first engine."""
+    from dslocal.cli.cluster_cmd import deployment_data, print_deployment
+    from dslocal.cluster.commands import Network, launches
+    from dslocal.cluster.gpus import ENGINES, GPUS
+    from dslocal.cluster.plan import plan_deployment
+
     spec = parse_cluster(spec_text)
-    result = cluster_plan(spec, model=variant.hf_repo, weights_bytes=variant.size_bytes, precision=variant.quant)
-    data = {
-        "variant": variant.id, "model_path": variant.hf_repo, "fits": result.fits, "placement": "multi-node",
-        "nodes": spec.nodes, "gpus_per_node": spec.gpus_per_node, "gpu": spec.gpu, "total_gpu_bytes": spec.total_bytes,
-        "tensor_parallel": result.tensor_parallel, "sglang": list(result.sglang) if result.fits else [],
-        "vllm": list(result.vllm) if result.fits else [], "notes": list(result.notes),
-    }
-
-    def human() -> None:
-        click.echo(f"{variant.id} on {spec.nodes} x {spec.gpus_per_node} {spec.gpu}: "
-                   f"{'fits' if result.fits else 'does not fit'}")
-        if result.fits:
-            click.echo("SGLang (one command per node):")
-            for rank, command in enumerate(result.sglang):
-                click.echo(f"  node {rank}: {command}")
-            click.echo("vLLM (Ray):")
-            for command in result.vllm:
-                click.echo(f"  {command}")
-        for line in result.notes:
-            click.echo(f"note: {line}")
-
-    emit("plan", data, as_json=as_json, human=human)
+    result = plan_deployment(variant, spec)
+    data = deployment_data(result, Network(), with_rule=True)
+    lines = {}
+    for engine in ENGINES[GPUS[spec.gpu].vendor]:
+        other = result if engine == result.engine else plan_deployment(variant, spec, engine)
+        lines[engine] = [n.line for n in launches(other)] if other.fits else []
+    data.update({"placement": "multi-node", "tensor_parallel": result.layout.tp,
+                 "sglang": lines.get("sglang", []), "vllm": lines.get("vllm", lines.get("vllm-ascend", []))})
+    emit("plan", data, as_json=as_json, human=lambda: print_deployment(data))
 
 
 @click.command(

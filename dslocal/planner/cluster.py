@@ -1,42 +1,36 @@
-"""Beyond one machine: the FP8 original across nodes with SGLang or vLLM, with exact launch commands.
+"""Beyond one machine: the multi-node originals across nodes with SGLang or vLLM (``plan --cluster``).
 
-DeepSeek-R1/V3 in FP8 are 671B parameters (~690 GB of weights); with KV cache and
-activations a deployment needs at least 890 GB of GPU memory in all, the classic one
-being 2 x 8 H20 (2 x XE9680) with tensor parallelism 16.
+The core is :mod:`dslocal.cluster` (memory per GPU, layout, verdict, commands, checks); this module
+parses the short ``--cluster SPEC`` form and keeps the summary ``plan --cluster`` has always returned.
+DeepSeek-R1/V3 in FP8 are 671B parameters (~690 GB of weights); R1's classic deployment is
+2 x 8 H20 (2 x XE9680) with tensor parallelism 16.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
+from dslocal.cluster.gpus import GPUS
+from dslocal.cluster.plan import ClusterSpec, Deployment, plan_deployment
 from dslocal.errors import UsageError
 
 MIN_TOTAL_BYTES = 890 * 10**9
 R1_FP8_BYTES = 689 * 10**9
-# KV cache, activations and CUDA graphs on top of the weights, as R1's classic deployment has them
+# R1's rule of thumb: KV cache, activations and CUDA graphs on top of the weights
 HEADROOM = MIN_TOTAL_BYTES / R1_FP8_BYTES
+MAX_NODES = 64  # a launch script per node is printed: more is not a plan anyone runs from a terminal
+MAX_GPUS_PER_NODE = 16
+GPU_MEMORY_GB = {name: kind.memory_gb for name, kind in GPUS.items()}
+
+__all__ = ["ClusterPlan", "ClusterSpec", "GPU_MEMORY_GB", "cluster_plan", "min_total_bytes", "parse_cluster",
+           "spec_of"]
 
 
 def min_total_bytes(weights_bytes: int) -> int:
     """GPU memory a deployment of ``weights_bytes`` of checkpoint needs in all, by R1's proportion."""
     return int(weights_bytes * HEADROOM)
-MAX_NODES = 64  # a launch script per node is printed: more is not a plan anyone runs from a terminal
-MAX_GPUS_PER_NODE = 16
-GPU_MEMORY_GB = {"H20": 96, "H200": 141, "H100": 80, "H800": 80, "A100": 80, "A800": 80, "L40S": 48, "MI300X": 192,
-                 "910B": 64, "B200": 192}
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    nodes: int
-    gpus_per_node: int
-    gpu: str
-    gpu_memory_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.nodes * self.gpus_per_node * self.gpu_memory_bytes
 
 
 @dataclass(frozen=True)
@@ -54,6 +48,19 @@ _NODES = re.compile(r"^\s*(\d+)\s*(?:nodes?)?\s*[x×*]\s*(\d+)\s*[x×*]?\s*([A-Z
 _ONE_NODE = re.compile(r"^\s*(\d+)\s*[x×*]?\s*([A-Za-z][A-Za-z0-9-]*)\s*$", re.I)
 
 
+def spec_of(nodes: int, per_node: int, gpu_name: str, shown: str | None = None) -> ClusterSpec:
+    """A checked spec: a known GPU, 1..64 nodes of 1..16 GPUs."""
+    gpu = gpu_name.upper()
+    if gpu not in GPU_MEMORY_GB:
+        raise UsageError(f"dslocal does not know the {gpu_name} GPU", f"known: {', '.join(GPU_MEMORY_GB)}")
+    for count, what, most in ((nodes, "nodes", MAX_NODES), (per_node, "GPUs per node", MAX_GPUS_PER_NODE)):
+        if not 1 <= count <= most:
+            where = f"--cluster {shown!r}: " if shown else ""
+            raise UsageError(f"{where}{count} {what} is out of range 1..{most}",
+                             "write it like '2 nodes x 8 H20' or 2x8xH20")
+    return ClusterSpec(nodes, per_node, gpu, GPU_MEMORY_GB[gpu] * 10**9)
+
+
 def parse_cluster(text: str) -> ClusterSpec:
     """``2 nodes x 8 H20``, ``2x8xH20``, ``1 node x 8 H200``, or one node: ``8xH200``, ``8 H200``."""
     if match := _NODES.match(text):
@@ -62,46 +69,41 @@ def parse_cluster(text: str) -> ClusterSpec:
         nodes_text, (per_node_text, gpu_name) = "1", match.groups()
     else:
         raise UsageError(f"--cluster {text!r} is not a cluster spec", "write it like '2 nodes x 8 H20' or 2x8xH20")
-    gpu = gpu_name.upper()
-    if gpu not in GPU_MEMORY_GB:
-        raise UsageError(f"dslocal does not know the {gpu_name} GPU", f"known: {', '.join(GPU_MEMORY_GB)}")
-    nodes, per_node = int(nodes_text), int(per_node_text)
-    for count, what, most in ((nodes, "nodes", MAX_NODES), (per_node, "GPUs per node", MAX_GPUS_PER_NODE)):
-        if not 1 <= count <= most:
-            raise UsageError(f"--cluster {text.strip()!r}: {count} {what} is out of range 1..{most}",
-                             "write it like '2 nodes x 8 H20' or 2x8xH20")
-    return ClusterSpec(nodes, per_node, gpu, GPU_MEMORY_GB[gpu] * 10**9)
+    return spec_of(int(nodes_text), int(per_node_text), gpu_name, text.strip())
+
+
+def rule_of_thumb(d: Deployment) -> str:
+    needed = min_total_bytes(d.weights_bytes)
+    return (f"{d.spec.nodes} x {d.spec.gpus_per_node} {d.spec.gpu} = {d.spec.total_bytes / 1e9:.0f} GB of GPU memory; "
+            f"by R1's rule of thumb (890 GB for its 689 GB) the {d.precision} model ({d.weights_bytes / 1e9:.0f} GB "
+            f"of weights) needs at least {needed / 1e9:.0f} GB with its KV cache and activations; this plan's own "
+            f"estimate at {d.ctx} tokens x {d.concurrency} requests is "
+            f"{(d.memory.weights + d.memory.kv_cache + d.memory.reserved) * d.spec.world / 1e9:.0f} GB")
 
 
 def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head: str = "HEAD_NODE_IP",
-                 weights_bytes: int = R1_FP8_BYTES, precision: str = "FP8") -> ClusterPlan:
-    needed = min_total_bytes(weights_bytes)
-    fits = spec.total_bytes >= needed
-    tp, pp = spec.nodes * spec.gpus_per_node, 1
-    sglang = tuple(
-        f"python3 -m sglang.launch_server --model-path {model} --tp {tp} --dist-init-addr {head}:20000 "
-        f"--nnodes {spec.nodes} --node-rank {rank} --trust-remote-code"
-        + (" --host 0.0.0.0 --port 30000" if rank == 0 else "")
-        for rank in range(spec.nodes)
-    ) if spec.nodes > 1 else (
-        f"python3 -m sglang.launch_server --model-path {model} --tp {tp} --trust-remote-code --host 0.0.0.0 --port 30000",
-    )
-    vllm = (
-        ("ray start --head --port=6379",)
-        + tuple(f"ray start --address={head}:6379" for _ in range(1, spec.nodes))
-        + (f"vllm serve {model} --tensor-parallel-size {spec.gpus_per_node} --pipeline-parallel-size {spec.nodes} "
-           "--trust-remote-code  # on the head node",)
-    ) if spec.nodes > 1 else (f"vllm serve {model} --tensor-parallel-size {spec.gpus_per_node} --trust-remote-code",)
-    notes = [
-        f"{spec.nodes} x {spec.gpus_per_node} {spec.gpu} = {spec.total_bytes / 1e9:.0f} GB of GPU memory; "
-        f"the {precision} model ({weights_bytes / 1e9:.0f} GB of weights) needs at least {needed / 1e9:.0f} GB "
-        "with its KV cache and activations",
-        f"replace {head} with the first node's address on the fast (InfiniBand/RoCE) network; open port 20000 "
-        "(SGLang) or 6379 (Ray) between the nodes",
-    ]
-    if spec.gpu == "910B":
-        notes.append("on Ascend use MindIE or vLLM-Ascend with the W8A8 weights instead of these CUDA engines")
-    if not fits:
-        need = -(-needed // (spec.gpus_per_node * spec.gpu_memory_bytes))
-        notes.append(f"does not fit: with {spec.gpus_per_node} {spec.gpu} per node it takes {need} nodes")
-    return ClusterPlan(spec, fits, tp, pp, sglang, vllm, tuple(notes))
+                 weights_bytes: int | None = None, precision: str | None = None) -> ClusterPlan:
+    """The summary of a deployment of ``model`` (a multi-node original's repository) on ``spec``:
+    the GPU's first engine decides the verdict; SGLang and vLLM commands (vLLM-Ascend's on Ascend)."""
+    from dslocal.catalog import load_catalog
+    from dslocal.cluster.commands import Network, launches
+    from dslocal.cluster.gpus import ENGINES
+
+    originals = [v for v in load_catalog() if v.multi_node]
+    sized = [v for v in originals if (v.size_bytes, v.quant) == (weights_bytes, precision)]  # the original so sized
+    named = [v for v in originals if v.hf_repo == model]
+    both = [v for v in named if v in sized or weights_bytes is None]
+    variant = (both or sized or named or originals)[0]
+    variant = dataclasses.replace(variant, size_bytes=weights_bytes or variant.size_bytes,
+                                  quant=precision or variant.quant)
+    engines = ENGINES[GPUS[spec.gpu].vendor]
+    plans = {engine: plan_deployment(variant, spec, engine) for engine in engines}
+    first = plans[engines[0]]
+    lines = {e: tuple(launch.line for launch in launches(p, Network(head=head))) if p.fits else ()
+             for e, p in plans.items()}
+    notes = [rule_of_thumb(first), *first.notes]
+    if spec.nodes > 1:
+        notes.append(f"replace {head} with the first node's address on the fast (InfiniBand/RoCE) network")
+    notes += [f"does not fit: {a}" if i == 0 else f"or: {a}" for i, a in enumerate(first.advice)]
+    return ClusterPlan(spec, first.fits, first.layout.tp, first.layout.pp, lines.get("sglang", ()),
+                       lines.get("vllm", lines.get("vllm-ascend", ())), tuple(notes))
