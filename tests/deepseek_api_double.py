@@ -12,9 +12,24 @@ DeepSeek's public documentation at api-docs.deepseek.com, read 2026-12:
   inference system"), and the usage fields ``prompt_tokens`` (= ``prompt_cache_hit_tokens`` +
   ``prompt_cache_miss_tokens``), ``completion_tokens`` (reasoning included),
   ``completion_tokens_details.reasoning_tokens``, ``total_tokens``;
-* ``guides/reasoning_model`` (thinking mode): ``deepseek-reasoner`` streams ``delta.reasoning_content``
-  before ``delta.content``; ``deepseek-chat`` does not think; ``max_tokens`` counts the reasoning too;
-  ``reasoning_content`` in the input messages is refused with a 400;
+* ``quick_start/pricing`` (Models & Pricing): the models are ``deepseek-flash`` (DeepSeek-V4.1-Flash) and
+  ``deepseek-v4-pro``; footnote (1): "use deepseek-flash as the model name"; the legacy names
+  ``deepseek-v4-flash`` and ``deepseek-v4-flash-vision-exp`` "are still accepted", served by the Flash
+  model. ``deepseek-chat`` and ``deepseek-reasoner`` are no longer listed: ``updates`` (2026-04-24, the
+  V4 release) made them aliases of V4-Flash's non-thinking and thinking modes until 2026-07-24 15:59 UTC,
+  after which they are inaccessible; since then the API answers them as any unknown model, 400 "Model Not
+  Exist" (reported in public issues, e.g. NousResearch/hermes-agent#71212: "API calls with those IDs now
+  return HTTP 400");
+* ``guides/thinking_mode``: thinking is toggled with
+  ``{"thinking": {"type": "enabled"|"disabled"}}`` and its effort set with ``reasoning_effort``
+  (``low``/``high``/``max``); thinking is on by default at effort ``high``; a requested effort is mapped:
+  ``minimal`` and ``low`` run as ``low``, ``medium``, ``high`` and ``xhigh`` as ``high``, ``max`` and
+  ``ultra`` as ``max``. With thinking on, ``delta.reasoning_content`` streams before ``delta.content``;
+  with it off there is no reasoning; ``max_tokens`` counts the reasoning too. ``reasoning_content`` in
+  the input messages of a conversation without tool calls "will be ignored" (it must be passed back only
+  after a tool call, which the double does not serve). ``temperature`` and the penalties have no effect
+  in thinking mode, without an error. (``guides/reasoning_model`` described the retired
+  ``deepseek-reasoner``, whose 400 for ``reasoning_content`` in the input no longer holds);
 * ``quick_start/rate_limit``: while a request waits the API keeps the connection open, sending empty
   lines (non-streaming) or SSE comments ``: keep-alive`` (streaming);
 * ``quick_start/error_codes``: 400 Invalid Format, 401 Authentication Fails, 402 Insufficient Balance,
@@ -28,9 +43,10 @@ used where known: "Model Not Exist" (400, an unknown model), "Authentication Fai
 ****abcd is invalid" (401: the API echoes the key's last four characters, masked), "Authentication
 Fails (auth header format should be Bearer sk-...)" (401, no Bearer header), "Insufficient Balance"
 (402, type ``unknown_error``), "Failed to parse the request body as JSON: ..." (400) and "Failed to
-deserialize the JSON body into the target type: ..." (422). Elsewhere the message is the docs' own
-name for the code ("Rate Limit Reached", "Server Error", "Server Overloaded") or the double's own
-wording (the reasoning_content refusal, parameter ranges, 404 for other paths).
+deserialize the JSON body into the target type: ..." (422; also for a ``thinking`` or
+``reasoning_effort`` value outside the documented ones: the docs do not say, so this is the double's
+choice). Elsewhere the message is the docs' own name for the code ("Rate Limit Reached", "Server
+Error", "Server Overloaded") or the double's own wording (parameter ranges, 404 for other paths).
 
 Tokens are counted by the double's own rule: words, runs of spaces and single punctuation marks are one
 token each (``"OK!"`` is 2); a message costs 4 more. Each token is streamed as one delta.
@@ -48,8 +64,9 @@ before the finish chunk), ``finish_reason``.
 ``inline`` (``<think>...</think>`` in ``content``, llama-server ``--reasoning-format none``) or None;
 ``timings=True`` adds llama-server's ``timings`` to the last chunk.
 
-For tests: ``requests`` (each a :class:`Recorded`: method, path, headers, JSON body and how the auth
-went; the Authorization header itself is never kept: the key is read only by the auth check),
+For tests: ``requests`` (each a :class:`Recorded`: method, path, headers, JSON body, how the auth
+went and the effort the double ran, after the documented mapping, or None without thinking; the
+Authorization header itself is never kept: the key is read only by the auth check),
 ``disconnects`` / ``disconnected`` (the client went away mid-stream), ``completed`` (streams that
 reached ``[DONE]``), ``dropped`` (connections the double cut on purpose).
 """
@@ -67,8 +84,12 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODELS = ("deepseek-chat", "deepseek-reasoner")
-THINKING_MODELS = ("deepseek-reasoner",)
+MODELS = ("deepseek-flash", "deepseek-v4-pro")
+LEGACY_MODELS = ("deepseek-v4-flash", "deepseek-v4-flash-vision-exp")  # still accepted (quick_start/pricing)
+RETIRED_MODELS = ("deepseek-chat", "deepseek-reasoner")  # inaccessible since 2026-07-24: "Model Not Exist"
+EFFORTS = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high",
+           "max": "max", "ultra": "max"}  # requested -> run (guides/thinking_mode)
+DEFAULT_EFFORT = "high"
 PATHS = ("/chat/completions", "/v1/chat/completions")
 DEFAULT_KEY = "sk-double0123456789abcdef0123456789"
 FINGERPRINT = "fp_double_prod0000"
@@ -119,6 +140,7 @@ class Recorded:
     body: Any  # the parsed JSON, or None
     auth: str  # "ok", "missing", "wrong", "none needed" or "sent" (a header no one asked for)
     status: int = 0
+    effort: str | None = None  # the effort the double ran (after the documented mapping); None: no thinking
 
 
 @dataclass
@@ -219,6 +241,21 @@ class DeepSeekDouble:
             self._cache.extend([seq, seq + (("assistant", answer),)])
 
 
+def _check_thinking(body: dict[str, Any]) -> tuple[int, str] | None:
+    """The ``thinking`` object and ``reasoning_effort``, as guides/thinking_mode documents them."""
+    deser = "Failed to deserialize the JSON body into the target type: "
+    thinking = body.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, dict) or "type" not in thinking:
+            return 422, deser + "thinking: missing field `type`"
+        if thinking["type"] not in ("enabled", "disabled"):
+            return 422, deser + f"thinking.type: unknown variant `{thinking['type']}`, expected `enabled` or `disabled`"
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in EFFORTS:
+        return 422, deser + f"reasoning_effort: unknown variant `{effort}`, expected one of {', '.join(EFFORTS)}"
+    return None
+
+
 def _prompt_tokens(seq: tuple[tuple[str, str], ...] | list[dict[str, Any]]) -> int:
     total = 0
     for item in seq:
@@ -301,10 +338,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(script.fail, error_body(script.fail, script.fail_message), record)
             return
         model = body["model"]
+        if owner.generic:
+            thinks = owner.reasoning_field is not None
+        else:
+            thinks = (body.get("thinking") or {}).get("type", "enabled") == "enabled"
+            record.effort = EFFORTS[body.get("reasoning_effort") or DEFAULT_EFFORT] if thinks else None
         turn = _Turn(model=model, messages=body["messages"], stream=bool(body.get("stream")),
                      include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-                     max_tokens=body.get("max_tokens"), script=script,
-                     thinks=owner.reasoning_field is not None if owner.generic else model in THINKING_MODELS,
+                     max_tokens=body.get("max_tokens"), script=script, thinks=thinks,
                      cache_hit=owner._cache_hit(body["messages"]))
         record.status = 200
         if turn.stream:
@@ -328,13 +369,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return 422, deser + f"messages[{i}]: invalid type: sequence, expected a string"
             if message.get("role") not in ("system", "user", "assistant", "tool"):
                 return 422, deser + f"messages[{i}]: unknown variant `{message.get('role')}`"
-            if "reasoning_content" in message:
-                return 400, (f"messages[{i}]: reasoning_content is not accepted in the input messages; remove it "
-                             "before sending the next round (the double's wording)")
         if not messages:
             return 400, "messages must not be empty (the double's wording)"
-        if not self.owner.generic and body["model"] not in MODELS:
-            return 400, "Model Not Exist"
+        if not self.owner.generic:
+            problem = _check_thinking(body)
+            if problem:
+                return problem
+            if body["model"] not in MODELS + LEGACY_MODELS:
+                return 400, "Model Not Exist"
         temperature, top_p = body.get("temperature"), body.get("top_p")
         if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 2):
             return 422, f"Invalid temperature {temperature!r}: it must be between 0 and 2 (the double's wording)"

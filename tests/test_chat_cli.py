@@ -4,6 +4,7 @@ scripted model that reasons ``Hm.`` and answers ``OK!``, and the history in real
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -226,10 +227,24 @@ def test_ask_the_deepseek_api_with_a_key_from_the_environment(env):
         result = ask(cloud, "--backend", "deepseek", "--url", api.url, "Why is the sky blue?", "--json")
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)["data"]
-        assert (data["answer"], data["thinking"], data["model"]) == ("OK!", "Hm.", "deepseek-reasoner")
-        result = ask(cloud, "--backend", "deepseek", "--url", api.url, "Why?", "--no-think")
-        assert (result.returncode, result.stdout) == (0, "OK!\n")
-        assert api.last.body["model"] == "deepseek-chat"
+        assert (data["answer"], data["thinking"], data["model"]) == ("OK!", "Hm.", "deepseek-flash")
+        # no switch: thinking at the API's default effort, asked for explicitly; reasoning in reasoning_content
+        body = api.last.body
+        assert (body["model"], body["thinking"], body["reasoning_effort"]) == ("deepseek-flash", {"type": "enabled"},
+                                                                               "high")
+        result = ask(cloud, "--backend", "deepseek", "--url", api.url, "Why?", "--no-think", "--json")
+        data = json.loads(result.stdout)["data"]
+        assert (result.returncode, data["answer"], data["thinking"]) == (0, "OK!", "")
+        assert (api.last.body["model"], api.last.body["thinking"]) == ("deepseek-flash", {"type": "disabled"})
+        assert "reasoning_effort" not in api.last.body
+        result = ask(cloud, "deepseek-v4-pro", "Why?", "--backend", "deepseek", "--url", api.url, "--think-level", "max")
+        assert (result.returncode, result.stdout) == (0, "OK!\n"), result.stderr
+        body = api.last.body
+        assert (body["model"], body["thinking"], body["reasoning_effort"]) == ("deepseek-v4-pro", {"type": "enabled"},
+                                                                               "max")
+        retired = ask(cloud, "deepseek-reasoner", "Why?", "--backend", "deepseek", "--url", api.url)
+        assert retired.returncode != 0 and "Model Not Exist" in retired.stderr, retired.stderr
+        assert "deepseek-flash" in retired.stderr and "Traceback" not in retired.stderr
         wrong = ask({**env, "DEEPSEEK_API_KEY": "sk-wrong-key-1234"}, "--backend", "deepseek", "--url", api.url, "hi")
         assert wrong.returncode != 0 and "refused the API key" in wrong.stderr
         assert "sk-wrong" not in wrong.stderr + wrong.stdout and "1234" not in wrong.stderr
@@ -239,6 +254,47 @@ def test_ask_the_deepseek_api_with_a_key_from_the_environment(env):
                             text=True, env={**env, "DEEPSEEK_API_KEY": DEFAULT_KEY}, timeout=60)
     assert json.loads(status.stdout)["data"]["keys"]["deepseek"] == "set in the environment (DEEPSEEK_API_KEY)"
     assert DEFAULT_KEY not in status.stdout + status.stderr
+
+
+def test_think_in_the_chat_sets_the_deepseek_apis_thinking_object_and_effort(env):
+    """/think off sends thinking disabled, /think max the effort max, /think on thinking enabled (the API's
+    guides/thinking_mode); the reasoning shows only while thinking is on."""
+    from deepseek_api_double import DEFAULT_KEY, DeepSeekDouble
+
+    with DeepSeekDouble() as api:
+        child = spawn({**env, "DEEPSEEK_API_KEY": DEFAULT_KEY}, "--backend", "deepseek", "--url", api.url)
+        child.logfile_read = shown = io.StringIO()
+        prompt(child)
+        child.sendline("/think off")
+        child.expect("think: off")
+        child.sendline("Why is the sky blue?")
+        child.expect("OK!")
+        prompt(child)
+        body = api.last.body
+        assert (body["model"], body["thinking"]) == ("deepseek-flash", {"type": "disabled"})
+        assert "reasoning_effort" not in body and api.last.effort is None
+        child.sendline("/thinking")
+        child.expect("no reasoning in the last answer")
+        child.sendline("/think max")
+        child.expect("think: max")
+        child.sendline("Why?")
+        child.expect("OK!")
+        prompt(child)
+        body = api.last.body
+        assert (body["thinking"], body["reasoning_effort"]) == ({"type": "enabled"}, "max")
+        child.sendline("/thinking")
+        child.expect("Hm.")
+        child.sendline("/think medium")
+        child.expect("'medium' is sent as 'high'")
+        child.sendline("Again?")
+        child.expect("OK!")
+        prompt(child)
+        assert (api.last.body["reasoning_effort"], api.last.effort) == ("high", "high")
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0
+    assert DEFAULT_KEY not in shown.getvalue()
 
 
 def test_ask_an_openai_compatible_server(env):

@@ -2,7 +2,7 @@
 and against the same double as a plain OpenAI-compatible server for the other dialects' request fields.
 
 Covered: thinking and answer events, stats from ``usage`` and llama-server's ``timings``, how each dialect is
-asked to think, DeepSeek's model switch, keep-alive comments, a cancelled stream (the double sees the
+asked to think, DeepSeek's thinking object and reasoning_effort, keep-alive comments, a cancelled stream (the double sees the
 disconnect), a refused connection, a connection cut mid-answer, the API's error codes as one-line messages
 with a hint and never the key, https for DeepSeek, and where the key comes from (environment, an in-memory
 keyring, no keyring at all).
@@ -19,11 +19,11 @@ import keyring.backend
 import keyring.errors
 import pytest
 import requests
-from deepseek_api_double import DEFAULT_KEY, DeepSeekDouble, tokens
+from deepseek_api_double import DEFAULT_KEY, RETIRED_MODELS, DeepSeekDouble, tokens
 from keyring.backends import fail
 
 from dslocal.chat import keys
-from dslocal.chat.backends.deepseek import CHAT_MODEL, THINKING_MODEL, DeepSeekChat
+from dslocal.chat.backends.deepseek import DEFAULT_MODEL, MODELS, DeepSeekChat
 from dslocal.chat.backends.openai import OpenAIChat, think_fields
 from dslocal.chat.events import (
     AnswerDelta,
@@ -102,10 +102,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# -- the DeepSeek API: thinking, answer, stats, the model switch ------------------------------------------
+# -- the DeepSeek API: thinking, answer, stats, the thinking switch ---------------------------------------
 
 
-def test_the_reasoner_streams_reasoning_before_the_answer_and_the_stats_come_from_usage(double):
+def test_deepseek_flash_streams_reasoning_before_the_answer_and_the_stats_come_from_usage(double):
     events = run(deepseek(double))
     deltas = [e for e in events if not isinstance(e, Done)]
     assert deltas == [ThinkingDelta("Hm"), ThinkingDelta("."), AnswerDelta("OK"), AnswerDelta("!")]
@@ -121,29 +121,61 @@ def test_the_reasoner_streams_reasoning_before_the_answer_and_the_stats_come_fro
 
     sent = double.last
     assert sent.path == "/chat/completions" and sent.auth == "ok"
-    assert sent.body["model"] == THINKING_MODEL
+    assert sent.body["model"] == DEFAULT_MODEL == "deepseek-flash"
     assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
     assert sent.body["messages"] == [{"role": "user", "content": "Say OK."}]
     for field in ("chat_template_kwargs", "reasoning_effort", "thinking"):
-        assert field not in sent.body  # the model name alone decides
+        assert field not in sent.body  # think None: the API's own default, thinking on at effort high
+    assert sent.effort == "high"
 
 
-@pytest.mark.parametrize(("think", "model"), [(None, THINKING_MODEL), (True, THINKING_MODEL), ("high", THINKING_MODEL),
-                                              ("low", THINKING_MODEL), (False, CHAT_MODEL)])
-def test_the_think_switch_picks_the_model_name(double, think, model):
+@pytest.mark.parametrize(("think", "thinking", "effort", "ran"), [
+    (True, {"type": "enabled"}, None, "high"),
+    ("high", {"type": "enabled"}, "high", "high"),
+    ("low", {"type": "enabled"}, "low", "low"),
+    ("medium", {"type": "enabled"}, "high", "high"),  # guides/thinking_mode: medium runs as high; sent so
+    ("max", {"type": "enabled"}, "max", "max"),
+    (False, {"type": "disabled"}, None, None),
+])
+def test_the_think_switch_is_the_thinking_object_and_reasoning_effort(double, think, thinking, effort, ran):
     events = run(deepseek(double), ChatOptions(think=think))
-    assert double.last.body["model"] == model
-    thinking, answer = texts(events)
+    body = double.last.body
+    assert body["model"] == DEFAULT_MODEL  # the switch no longer changes the model
+    assert body["thinking"] == thinking and body.get("reasoning_effort") == effort
+    assert "chat_template_kwargs" not in body
+    assert double.last.effort == ran and double.last.status == 200
+    reasoning, answer = texts(events)
     assert answer == "OK!"
-    assert thinking == ("" if model == CHAT_MODEL else "Hm.")
+    assert reasoning == ("" if think is False else "Hm.")  # reasoning only when thinking is enabled
     assert isinstance(events[-1], Done)
 
 
-def test_a_model_the_user_named_wins_over_the_think_switch(double):
-    run(deepseek(double, CHAT_MODEL), ChatOptions(think=True))
-    assert double.last.body["model"] == CHAT_MODEL
-    run(deepseek(double, THINKING_MODEL), ChatOptions(think=False))
-    assert double.last.body["model"] == THINKING_MODEL
+@pytest.mark.parametrize("model", [*MODELS, "deepseek-v4-flash"])
+def test_a_model_the_user_named_is_sent_as_given_with_the_think_switch(double, model):
+    """deepseek-v4-flash is the legacy name the API still accepts (quick_start/pricing, footnote 1)."""
+    assert texts(run(deepseek(double, model), ChatOptions(think="max"))) == ("Hm.", "OK!")
+    assert (double.last.body["model"], double.last.body["reasoning_effort"]) == (model, "max")
+    assert texts(run(deepseek(double, model), ChatOptions(think=False))) == ("", "OK!")
+    assert (double.last.body["model"], double.last.body["thinking"]) == (model, {"type": "disabled"})
+
+
+@pytest.mark.parametrize("model", RETIRED_MODELS)
+def test_the_retired_model_names_are_refused_as_the_api_does(double, model):
+    """Inaccessible since 2026-07-24 (the V4 release note): a 400 "Model Not Exist", not_found here."""
+    error = assert_one_line_error(run(deepseek(double, model))[0])
+    assert double.last.status == 400 and error.kind == "not_found"
+    assert f"'{model}'" in error.message and "Model Not Exist" in error.message
+    assert "deepseek-flash" in error.hint and "retired" in error.hint
+
+
+@pytest.mark.parametrize(("field", "value"), [("thinking", {"type": "on"}), ("thinking", True),
+                                              ("reasoning_effort", "extreme")])
+def test_the_double_refuses_thinking_values_the_docs_do_not_list(double, field, value):
+    response = requests.post(f"{double.url}/chat/completions", headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
+                             json={"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Hi"}],
+                                   field: value}, timeout=TIMEOUT)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("Failed to deserialize the JSON body")
 
 
 def test_a_v1_base_url_works_too(double):
@@ -153,7 +185,7 @@ def test_a_v1_base_url_works_too(double):
 
 
 def test_the_history_never_carries_reasoning_back(double):
-    """The API refuses reasoning_content in the input with a 400 (guides/reasoning_model)."""
+    """Without tool calls the API ignores reasoning_content in the input (guides/thinking_mode): never sent."""
     history = [Message("user", "Hi"), Message("assistant", "Hello", thinking="They greet me."),
                Message("user", "Again"), Message("assistant", "", partial=True), Message("user", "Say OK.")]
     events = run(deepseek(double), messages=history)
@@ -209,7 +241,7 @@ def test_the_usage_the_double_reports_adds_up(double):
 
 def _raw_usage(double: DeepSeekDouble, messages: list[dict[str, str]]) -> dict[str, Any]:
     response = requests.post(f"{double.url}/chat/completions", headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
-                             json={"model": THINKING_MODEL, "messages": messages, "stream": True,
+                             json={"model": DEFAULT_MODEL, "messages": messages, "stream": True,
                                    "stream_options": {"include_usage": True}}, timeout=TIMEOUT)
     chunks = [json.loads(line[6:]) for line in response.text.splitlines()
               if line.startswith("data: {")]
@@ -304,7 +336,7 @@ def test_a_wrong_key_is_refused_without_echoing_any_of_it(double):
 
 
 def test_no_key_at_all_is_a_401_too(double):
-    events = run(OpenAIChat(double.url, THINKING_MODEL, dialect="deepseek", read_timeout=TIMEOUT))
+    events = run(OpenAIChat(double.url, DEFAULT_MODEL, dialect="deepseek", read_timeout=TIMEOUT))
     assert double.last.auth == "missing"
     assert assert_one_line_error(events[0]).kind == "refused"
 
@@ -314,7 +346,7 @@ def test_an_unknown_model_is_not_found_with_the_apis_model_names(double):
     error = assert_one_line_error(events[0])
     assert error.kind == "not_found"
     assert "'deepseek-r1'" in error.message and "Model Not Exist" in error.message
-    assert CHAT_MODEL in error.hint and THINKING_MODEL in error.hint
+    assert all(name in error.hint for name in MODELS)
 
 
 def test_a_key_the_server_echoes_is_hidden_from_the_message(double):
@@ -375,8 +407,13 @@ _THINK_FIELDS = [
     ("ollama", True, {}),
     ("ollama", False, {"reasoning_effort": "none"}),
     ("ollama", "medium", {"reasoning_effort": "medium"}),
-    ("deepseek", True, {}),
-    ("deepseek", False, {}),
+    ("deepseek", None, {}),
+    ("deepseek", True, {"thinking": {"type": "enabled"}}),
+    ("deepseek", False, {"thinking": {"type": "disabled"}}),
+    ("deepseek", "low", {"thinking": {"type": "enabled"}, "reasoning_effort": "low"}),
+    ("deepseek", "medium", {"thinking": {"type": "enabled"}, "reasoning_effort": "high"}),
+    ("deepseek", "high", {"thinking": {"type": "enabled"}, "reasoning_effort": "high"}),
+    ("deepseek", "max", {"thinking": {"type": "enabled"}, "reasoning_effort": "max"}),
 ]
 
 

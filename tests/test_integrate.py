@@ -232,13 +232,19 @@ def test_docker_bridge_probe(cli, dslocal_home, ollama_process):
 def test_cloud_check_keeps_the_key_out(cli, dslocal_home):
     with DeepSeekDouble() as double:
         env = {"DEEPSEEK_API_KEY": DEFAULT_KEY}
-        done = cli("integrate", "check", "--cloud", "--url", double.url, "deepseek-reasoner", "--json", env=env)
+        done = cli("integrate", "check", "--cloud", "--url", double.url, "deepseek-flash", "--json", env=env)
         no_key(done.stdout, done.stderr)
         data = json.loads(done.stdout)["data"]
         assert done.returncode == 0, data
+        # no thinking object sent: the API's default (guides/thinking_mode) thinks, at effort high
+        assert double.last.body["model"] == "deepseek-flash" and "thinking" not in double.last.body
+        assert double.last.effort == "high"
         assert data["thinking"] == "separately, in 'reasoning_content'"
         assert double.last.auth == "ok"
-        wrong = cli("integrate", "check", "--cloud", "--url", double.url, "deepseek-reasoner", "--json",
+        retired = cli("integrate", "check", "--cloud", "--url", double.url, "deepseek-reasoner", "--json", env=env)
+        chat = probes(json.loads(retired.stdout)["data"])["chat"]
+        assert retired.returncode == 1 and double.last.status == 400, chat  # retired 2026-07-24: "Model Not Exist"
+        wrong = cli("integrate", "check", "--cloud", "--url", double.url, "deepseek-flash", "--json",
                     env={"DEEPSEEK_API_KEY": CLOUD_KEY})
         no_key(wrong.stdout, wrong.stderr)
         chat = probes(json.loads(wrong.stdout)["data"])["chat"]

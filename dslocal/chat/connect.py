@@ -107,10 +107,11 @@ def openai_target(url: str, model: str | None, *, api_key: str | None = None, di
 
 
 def deepseek_target(model: str | None, *, url: str | None = None) -> Target:
-    """The DeepSeek API; ``model`` None lets the think switch choose deepseek-reasoner or deepseek-chat."""
-    from dslocal.chat.backends.deepseek import DEFAULT_URL, DeepSeekChat
+    """The DeepSeek API; ``model`` None is deepseek-flash, and /think turns thinking on, off or to an effort."""
+    from dslocal.chat.backends.deepseek import DEFAULT_URL, THINK_LEVELS, DeepSeekChat
 
     backend = DeepSeekChat(model, base_url=url or DEFAULT_URL)
-    # The API serves DeepSeek's newest generation, thinking on or off by model name; its sampling defaults are its own.
-    rules = ModelRules(family="the DeepSeek API", thinking="hybrid")
+    # The API serves DeepSeek's newest generation, thinking on (effort high) unless asked otherwise, by request
+    # fields (guides/thinking_mode); its sampling defaults are its own.
+    rules = ModelRules(family="the DeepSeek API", thinking="levels", think_levels=THINK_LEVELS)
     return Target(backend, rules, backend.model)

@@ -21,12 +21,14 @@ def _chat_options(command: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
         click.option("--backend", type=click.Choice(["ollama", "embedded", "openai", "deepseek"]), default="ollama",
                      show_default=True, help="Ollama; 'embedded': llama.cpp in dslocal itself (no Ollama needed; MODEL "
-                     "may be a GGUF path); any OpenAI-compatible server (--url); or the DeepSeek API (needs a key)."),
+                     "may be a GGUF path); any OpenAI-compatible server (--url); or the DeepSeek API (needs a key; MODEL: "
+                     "deepseek-flash unless named, e.g. deepseek-v4-pro)."),
         click.option("--url", help="The OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8080/v1."),
         click.option("--dialect", type=click.Choice(["llama-server", "vllm", "ollama", "generic"]), default="generic",
                      show_default=True, help="How the --url server is asked to think or not."),
         click.option("--think/--no-think", "think", default=None, help="Reasoning on or off (default: the model's own)."),
-        click.option("--think-level", type=click.Choice(LEVELS), help="Reasoning effort, for models with levels (V4: high, max)."),
+        click.option("--think-level", type=click.Choice(LEVELS),
+                     help="Reasoning effort, for models with levels (V4: high, max; the DeepSeek API: low, high, max)."),
         click.option("--temperature", type=FiniteFloatRange(0.0, 2.0), help="Default: the model card's value."),
         click.option("--top-p", type=FiniteFloatRange(0.0, 1.0), help="Default: the model card's value."),
         click.option("--ctx", type=click.IntRange(256, 1 << 24), help="Context window (Ollama's num_ctx)."),
@@ -111,6 +113,7 @@ Examples:
   dslocal chat --resume 3f9a         ... or the one whose id starts with 3f9a
   dslocal chat qwen --backend openai --url http://127.0.0.1:8080/v1 --dialect llama-server
   dslocal chat --backend deepseek    the DeepSeek API (key: DEEPSEEK_API_KEY or 'dslocal key set deepseek')
+  dslocal chat deepseek-v4-pro --backend deepseek --think-level max
 
 \b
 In the chat: /help lists the commands (/think, /set temperature 0.5, /system, /clear, /retry,

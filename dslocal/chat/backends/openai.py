@@ -12,7 +12,9 @@ How each server is asked to think (field refresh 2026-12, sections 1.3, 2.4, 2.7
   (llama.cpp maps ``enable_thinking`` to V3.1's ``thinking``);
 * vLLM and SGLang: ``chat_template_kwargs: {"thinking": bool}`` (DeepSeek's own jinja variable);
 * Ollama's ``/v1``: ``reasoning_effort``: ``none`` for off, or the level;
-* the DeepSeek API: the model name (``deepseek-reasoner`` thinks, ``deepseek-chat`` does not).
+* the DeepSeek API: ``thinking: {"type": "enabled"|"disabled"}`` and ``reasoning_effort`` ``low``, ``high``
+  or ``max`` (api-docs.deepseek.com guides/thinking_mode: on by default at ``high``; a requested
+  ``medium`` or ``xhigh`` is run as ``high``, ``minimal`` as ``low``, ``ultra`` as ``max``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from dslocal.errors import ConfigError
 
 DIALECTS = ("llama-server", "vllm", "ollama", "deepseek", "generic")
 CONNECT_TIMEOUT = 5.0
+# The DeepSeek API's documented mapping of a requested effort to the one it runs (guides/thinking_mode);
+# sent already mapped, so the request says what runs.
+DEEPSEEK_EFFORT = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high",
+                   "max": "max", "ultra": "max"}
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry as-is
 
 # What to do next, by HTTP status (the DeepSeek API's error codes, which OpenAI-compatible servers share).
@@ -73,7 +79,10 @@ def think_fields(dialect: str, think: bool | str | None) -> dict[str, Any]:
     if dialect == "ollama":
         return {"reasoning_effort": "none"} if not on else ({"reasoning_effort": level} if level else {})
     if dialect == "deepseek":
-        return {}  # the model name decides (DeepSeekChat)
+        if not on:
+            return {"thinking": {"type": "disabled"}}
+        enabled: dict[str, Any] = {"thinking": {"type": "enabled"}}
+        return {**enabled, "reasoning_effort": DEEPSEEK_EFFORT.get(level, level)} if level else enabled
     kwargs: dict[str, Any] = {"enable_thinking": on, "thinking": on}
     if level:
         kwargs["reasoning_effort"] = level
