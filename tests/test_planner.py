@@ -151,7 +151,7 @@ def test_cluster_plans():
     assert any("--pipeline-parallel-size 2" in c for c in classic.vllm)
     short = cluster_plan(parse_cluster("1x8xH100"))
     assert not short.fits and any("2 nodes" in n for n in short.notes)
-    # Each original is sized from its own weights (R1's 689 GB -> 890 GB), not from R1's.
+    # Each original is sized from its own weights, not from R1's.
     from dslocal.catalog import load_catalog
 
     catalog = load_catalog()
@@ -165,7 +165,7 @@ def test_cluster_plans():
     assert not verdict("r1-671b-fp8", "1x8xH100") and verdict("r1-671b-fp8", "2x8xH20")
     pro = catalog.get("v4-pro-fp4")
     notes = cluster_plan(parse_cluster("1x8xH100"), weights_bytes=pro.size_bytes, precision=pro.quant).notes
-    assert any("FP4+FP8 model (893 GB of weights) needs at least 1154 GB" in n for n in notes)
+    assert any("FP4+FP8 model (893 GB of weights) needs about" in n and "640 GB of GPU memory" in n for n in notes)
     assert any("2 nodes" in n for n in notes)
     from dslocal.errors import UsageError
 

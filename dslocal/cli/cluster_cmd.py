@@ -52,7 +52,7 @@ def deployment_data(d, net, with_rule: bool = False) -> dict[str, Any]:
     from dslocal.cluster.gpus import GPUS
     from dslocal.cluster.k8s import leaderworkerset
     from dslocal.cluster.mindie import mindie_config
-    from dslocal.planner.cluster import rule_of_thumb
+    from dslocal.planner.cluster import memory_summary
 
     m, lay = d.memory, d.layout
     nodes = launches(d, net) if d.fits else ()
@@ -70,7 +70,7 @@ def deployment_data(d, net, with_rule: bool = False) -> dict[str, Any]:
         "kubernetes": leaderworkerset(d, net, GPUS[d.spec.gpu].vendor) if nodes else "",
         "mindie_config": mindie_config(d, net) if d.engine == "mindie" and d.fits else None,
         "flags_checked_against": source_line(d.engine) if d.engine in LISTS else None,
-        "notes": ([rule_of_thumb(d)] if with_rule else []) + list(d.notes), "advice": list(d.advice),
+        "notes": ([memory_summary(d)] if with_rule else []) + list(d.notes), "advice": list(d.advice),
     }
     return data
 

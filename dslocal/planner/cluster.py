@@ -16,21 +16,12 @@ from dslocal.cluster.gpus import GPUS
 from dslocal.cluster.plan import ClusterSpec, Deployment, plan_deployment
 from dslocal.errors import UsageError
 
-MIN_TOTAL_BYTES = 890 * 10**9
-R1_FP8_BYTES = 689 * 10**9
-# R1's rule of thumb: KV cache, activations and CUDA graphs on top of the weights
-HEADROOM = MIN_TOTAL_BYTES / R1_FP8_BYTES
 MAX_NODES = 64  # a launch script per node is printed: more is not a plan anyone runs from a terminal
 MAX_GPUS_PER_NODE = 16
 GPU_MEMORY_GB = {name: kind.memory_gb for name, kind in GPUS.items()}
 
-__all__ = ["ClusterPlan", "ClusterSpec", "GPU_MEMORY_GB", "cluster_plan", "min_total_bytes", "parse_cluster",
+__all__ = ["ClusterPlan", "ClusterSpec", "GPU_MEMORY_GB", "cluster_plan", "memory_summary", "parse_cluster",
            "spec_of"]
-
-
-def min_total_bytes(weights_bytes: int) -> int:
-    """GPU memory a deployment of ``weights_bytes`` of checkpoint needs in all, by R1's proportion."""
-    return int(weights_bytes * HEADROOM)
 
 
 @dataclass(frozen=True)
@@ -72,13 +63,12 @@ def parse_cluster(text: str) -> ClusterSpec:
     return spec_of(int(nodes_text), int(per_node_text), gpu_name, text.strip())
 
 
-def rule_of_thumb(d: Deployment) -> str:
-    needed = min_total_bytes(d.weights_bytes)
+def memory_summary(d: Deployment) -> str:
+    """The cluster's GPU memory against what this deployment needs (the plan's own estimate, per GPU x GPUs)."""
+    need = (d.memory.weights + d.memory.kv_cache + d.memory.reserved) * d.spec.world
     return (f"{d.spec.nodes} x {d.spec.gpus_per_node} {d.spec.gpu} = {d.spec.total_bytes / 1e9:.0f} GB of GPU memory; "
-            f"by R1's rule of thumb (890 GB for its 689 GB) the {d.precision} model ({d.weights_bytes / 1e9:.0f} GB "
-            f"of weights) needs at least {needed / 1e9:.0f} GB with its KV cache and activations; this plan's own "
-            f"estimate at {d.ctx} tokens x {d.concurrency} requests is "
-            f"{(d.memory.weights + d.memory.kv_cache + d.memory.reserved) * d.spec.world / 1e9:.0f} GB")
+            f"the {d.precision} model ({d.weights_bytes / 1e9:.0f} GB of weights) needs about {need / 1e9:.0f} GB "
+            f"with its KV cache at {d.ctx} tokens x {d.concurrency} requests and the activations")
 
 
 def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head: str = "HEAD_NODE_IP",
@@ -101,7 +91,7 @@ def cluster_plan(spec: ClusterSpec, model: str = "deepseek-ai/DeepSeek-R1", head
     first = plans[engines[0]]
     lines = {e: tuple(launch.line for launch in launches(p, Network(head=head))) if p.fits else ()
              for e, p in plans.items()}
-    notes = [rule_of_thumb(first), *first.notes]
+    notes = [memory_summary(first), *first.notes]
     if spec.nodes > 1:
         notes.append(f"replace {head} with the first node's address on the fast (InfiniBand/RoCE) network")
     notes += [f"does not fit: {a}" if i == 0 else f"or: {a}" for i, a in enumerate(first.advice)]
