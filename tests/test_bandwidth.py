@@ -10,18 +10,22 @@ speed, 0x54/0x58 extended speeds). Fixtures: tests/fixtures/memory (see SOURCES.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import stat
 import struct
 import sys
 from pathlib import Path
 
 import pytest
+from toolbox import fake_tool
 
 from dslocal.hardware import bandwidth, membench, memory_spec
 from dslocal.hardware.bandwidth import apple_bandwidth, from_memory_spec, gpu_bandwidth
-from dslocal.hardware.memory_spec import MemoryDevice, layout_from_devices, parse_dmidecode, parse_smbios_type17
+from dslocal.hardware.memory_spec import (
+    MemoryDevice,
+    layout_from_devices,
+    parse_dmidecode,
+    parse_smbios_type17,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 GB = 1e9
@@ -244,18 +248,6 @@ def membench_absent(argv: list[str]):
 
 # -- detection with real tools on PATH --------------------------------------------------------------------
 
-def fake_tool(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
-@pytest.fixture
-def fake_bin(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return bin_dir
 
 
 def test_dmidecode_on_path_feeds_the_profile_value(fake_bin, tmp_path):

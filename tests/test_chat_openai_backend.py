@@ -11,7 +11,6 @@ keyring, no keyring at all).
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import keyring
@@ -21,6 +20,7 @@ import pytest
 import requests
 from deepseek_api_double import DEFAULT_KEY, RETIRED_MODELS, DeepSeekDouble, tokens
 from keyring.backends import fail
+from toolbox import free_port
 
 from dslocal.chat import keys
 from dslocal.chat.backends.deepseek import DEFAULT_MODEL, MODELS, DeepSeekChat
@@ -96,10 +96,6 @@ def assert_one_line_error(event: object) -> ChatError:
     return event
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the DeepSeek API: thinking, answer, stats, the thinking switch ---------------------------------------

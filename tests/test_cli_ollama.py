@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 from test_cli_boundary import assert_one_line_error, invoke, offline  # noqa: F401 - a fixture
+from toolbox import free_port
 
 from dslocal.errors import ExitCode
 
 FAKE = Path(__file__).parent / "fake_ollama.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def executable(path: Path, text: str) -> Path:

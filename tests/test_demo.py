@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -15,8 +14,16 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import run_cli
+from toolbox import free_port
 
-from dslocal.demo import DEMO_TEMPLATE, HONEST, DemoOptions, DemoStepError, run_demo, with_template
+from dslocal.demo import (
+    DEMO_TEMPLATE,
+    HONEST,
+    DemoOptions,
+    DemoStepError,
+    run_demo,
+    with_template,
+)
 from dslocal.ollama.daemon import COMMON_LOCATIONS
 
 FAKE = Path(__file__).parent / "fake_ollama.py"
@@ -25,10 +32,6 @@ OLLAMA_STEPS = ["model", "publish", "plan", "download", "verify", "merge", "crea
 DEAD_PROXY = "http://127.0.0.1:9"  # anything that is not loopback would go here, and fail
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def path_without_ollama() -> str:
@@ -177,9 +180,9 @@ def test_an_installed_ollama_that_is_not_running_is_started_privately_and_stoppe
 
 
 def test_without_an_engine_the_error_names_the_step_and_the_install(monkeypatch, tmp_path, dslocal_home):
+    from dslocal.config import load_settings
     from dslocal.engines import embedded
     from dslocal.ollama import daemon
-    from dslocal.config import load_settings
 
     monkeypatch.setattr(embedded, "available", lambda: False)
     monkeypatch.setattr(daemon, "find_binary", lambda files: None)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from toolbox import fake_tool
 
 from dslocal.hardware.detect import detect
 from dslocal.hardware.presets import PRESETS, load_profile
@@ -19,18 +19,6 @@ from dslocal.hardware.support import verdict
 FIXTURES = Path(__file__).parent / "fixtures" / "hw"
 
 
-def fake_tool(bin_dir: Path, name: str, body: str) -> None:
-    path = bin_dir / name
-    path.write_text("#!/bin/sh\n" + body + "\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
-@pytest.fixture
-def fake_bin(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return bin_dir
 
 
 def test_real_detection_matches_the_os_and_is_fast(tmp_path):

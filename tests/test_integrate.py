@@ -25,7 +25,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from deepseek_api_double import DEFAULT_KEY, DeepSeekDouble
+from toolbox import fake_ollama, free_port
+
 from dslocal.integrate import network
 
 TESTS = Path(__file__).resolve().parent
@@ -46,10 +46,6 @@ KEY_ENV = {"DSLOCAL_SERVE_API_KEY": SERVE_KEY, "DEEPSEEK_API_KEY": CLOUD_KEY}
 URLS = {"ollama": "127.0.0.1:11499", "serve": "http://127.0.0.1:8080", "deepseek": "https://api.deepseek.com"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def no_key(*texts: str) -> None:
@@ -145,6 +141,7 @@ def ollama_process(tmp_path):
 def r1_gguf(tmp_path_factory):
     pytest.importorskip("llama_cpp")
     from contract.api import R1_JINJA, with_chat_template
+
     from dslocal.testing.ggufgen import ModelSpec, write_model
 
     root = tmp_path_factory.mktemp("integrate-model")
@@ -265,13 +262,9 @@ def test_serve_check_reads_reasoning_content(cli, dslocal_home):
 
 @pytest.fixture
 def fake_ollama_env(tmp_path, dslocal_home):
-    import stat
-
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    wrapper = bin_dir / "ollama"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    fake_ollama(bin_dir)
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "OLLAMA_MODELS": str(tmp_path / "models")}
 
 

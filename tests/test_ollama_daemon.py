@@ -5,29 +5,17 @@ from __future__ import annotations
 import json
 import os
 import socket
-import stat
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-FAKE = Path(__file__).parent / "fake_ollama.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from toolbox import fake_ollama, free_port
 
 
 @pytest.fixture
 def fake_ollama_env(tmp_path, dslocal_home):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    wrapper = bin_dir / "ollama"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    fake_ollama(bin_dir)
     port = free_port()
     return {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",

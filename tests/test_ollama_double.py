@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from ollama_double import (
     OllamaDouble,
     run_ollama,
 )
+from toolbox import free_port
 
 from dslocal.testing.ggufgen import ModelSpec, write_model
 
@@ -357,10 +357,6 @@ def test_canonical_file_reimported_adds_no_blob(tmp_path, models):
         assert blob_names(tmp_path / "b") == before
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_fake_ollama_version_and_serve(tmp_path):

@@ -15,24 +15,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from toolbox import fake_ollama, free_port
 
 from dslocal.ollama.daemon import server_env
 from dslocal.ollama.service import UNIT_NAME, managed_environment, unit_text
-
-FAKE = Path(__file__).parent / "fake_ollama.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,8 +31,7 @@ def service_env(tmp_path, dslocal_home):
     """A managed ollama binary (the fake), a host on a free port, a temporary XDG_CONFIG_HOME."""
     binary = dslocal_home / "data" / "ollama" / "bin" / "ollama"
     binary.parent.mkdir(parents=True)
-    binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
-    binary.chmod(0o755)
+    fake_ollama(binary.parent)
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "ollama").exists())
     return {
         "PATH": path, "XDG_CONFIG_HOME": str(tmp_path / "config"), "OLLAMA_HOST": f"127.0.0.1:{free_port()}",
