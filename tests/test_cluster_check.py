@@ -84,4 +84,4 @@ def test_the_cli_reports_and_never_prints_the_key(cli, dslocal_home):
     for out in (ok.stdout, ok.stderr, human.stdout, human.stderr):
         assert key not in out and "7f3a" not in out
     bad = cli("cluster", "check", "10.0.0.1:30000")
-    assert bad.returncode == 2 and "is not an http:// or https:// URL" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "is not an http(s) URL" in bad.stderr and "Traceback" not in bad.stderr

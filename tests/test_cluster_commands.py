@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dslocal.catalog import load_catalog
-from dslocal.cluster.commands import Network, docker_line, launches
+from dslocal.cluster.commands import KEY_TOKEN, Network, docker_line, launches, with_key
 from dslocal.cluster.flags import known_flags, resolve, source_line, unknown_flags
 from dslocal.cluster.gpus import ENGINES, GPUS
 from dslocal.cluster.k8s import leaderworkerset
@@ -141,7 +141,7 @@ def test_docker_forms_use_the_official_images():
     v, vnodes = h20_pair("vllm")
     vline = docker_line(v, vnodes[0])
     assert "vllm/vllm-openai:" in vline and "vllm serve" not in vline, "the image's entrypoint is 'vllm serve'"
-    assert vline.endswith(shlex.join(vnodes[0].argv[2:]))
+    assert vline.endswith(with_key(shlex.join(vnodes[0].argv[2:])))
     a = plan_deployment(R1, spec_of(2, 8, "910B"))
     anodes = launches(a, Network(node_ips=("10.1.0.1", "10.1.0.2")))
     aline = docker_line(a, anodes[1])
@@ -172,3 +172,20 @@ def test_the_leaderworkerset():
     v = plan_deployment(R1, spec_of(4, 8, "H20"), "vllm", layout="dp-ep")
     vworker = yaml.safe_load(leaderworkerset(v, Network(), "nvidia"))["spec"]["leaderWorkerTemplate"]["workerTemplate"]
     assert "--data-parallel-start-rank $((LWS_WORKER_INDEX * 8))" in vworker["spec"]["containers"][0]["command"][2]
+
+
+def test_the_head_listens_beyond_loopback_only_with_a_key_from_the_environment():
+    """Security: the head binds 0.0.0.0, so every form of its launch needs the key, read from
+    DSLOCAL_CLUSTER_API_KEY (what 'dslocal cluster check' sends), never written as a literal."""
+    for engine in ("sglang", "vllm"):
+        d, nodes = h20_pair(engine)
+        head, worker = nodes[0], nodes[1]
+        assert '--host 0.0.0.0' in head.line and '--api-key "$DSLOCAL_CLUSTER_API_KEY"' in head.line, engine
+        assert "--api-key" not in worker.line, "workers serve no HTTP"
+        assert '--api-key "$DSLOCAL_CLUSTER_API_KEY"' in docker_line(d, head)
+        assert KEY_TOKEN not in head.line + docker_line(d, head)
+        lws = yaml.safe_load(leaderworkerset(d, Network(), "nvidia"))
+        leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+        assert "--api-key ${DSLOCAL_CLUSTER_API_KEY}" in leader["command"][-1]
+        secret = next(e for e in leader["env"] if e["name"] == "DSLOCAL_CLUSTER_API_KEY")
+        assert secret["valueFrom"]["secretKeyRef"] == {"name": "deepseek-api-key", "key": "api-key"}

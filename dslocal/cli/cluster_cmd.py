@@ -103,8 +103,12 @@ def print_deployment(data: dict[str, Any]) -> None:
     if data["mindie_config"]:
         click.echo("MindIE (config.json, on every node):")
         click.echo("  " + data["mindie_config"].replace("\n", "\n  "))
+    if data["commands"]:
+        click.echo("key: the head listens on every interface, so it needs an API key: export DSLOCAL_CLUSTER_API_KEY "
+                   "on the head node first (clients send it as a Bearer token; 'dslocal cluster check' reads it too)")
     if data["kubernetes"]:
-        click.echo("kubernetes: 'dslocal cluster plan ... --k8s' prints a LeaderWorkerSet for kubectl apply -f -")
+        click.echo("kubernetes: 'dslocal cluster plan ... --k8s' prints a LeaderWorkerSet for kubectl apply -f - "
+                   "(the key from a Secret: kubectl create secret generic deepseek-api-key --from-literal=api-key=...)")
     for line in data["notes"]:
         click.echo(f"note: {line}")
     for line in data["advice"]:
@@ -191,9 +195,13 @@ def check_cmd(app: AppContext, urls: tuple[str, ...], model: str | None, ctx: in
     """Each node's health and models, the model and context, and one reasoned reply through the head."""
     from dslocal.cluster.check import check_cluster
 
+    from dslocal.cli.urls import http_url
+
     for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"{url!r} is not an http:// or https:// URL", "write it like http://10.0.0.1:30000")
+        try:
+            http_url(url, bare_host=False)
+        except ValueError as exc:
+            raise UsageError(str(exc), "write it like http://10.0.0.1:30000") from None
     report = check_cluster(list(urls), model, ctx, api_key)
     data = {
         "ok": report.ok,

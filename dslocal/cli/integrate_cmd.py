@@ -26,20 +26,15 @@ Examples:
 
 
 def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """An http(s) URL with a host, or a usage error naming it."""
+    """An http(s) URL with a host (or host:port), or a usage error naming it."""
+    from dslocal.cli.urls import http_url
+
     if value is None:
         return None
-    from urllib.parse import urlsplit
-
-    text = value.strip()
-    try:  # host:port alone, as OLLAMA_HOST is written, means http://host:port
-        parts = urlsplit(text if "://" in text else f"http://{text}")
-        parts.port  # noqa: B018 - raises on a bad port
+    try:
+        return http_url(value)
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not a URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:11434")
-    return text
+        raise click.BadParameter(f"{exc}, e.g. http://127.0.0.1:11434") from None
 
 
 def _origin(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -46,6 +46,17 @@ class Network:
     ib_hca: str | None = None  # NCCL_IB_HCA, e.g. mlx5 (every mlx5_* device)
 
 
+# The head listens beyond loopback, so it needs a key: the launch lines read it from this variable (the
+# same one 'dslocal cluster check' sends), never from a literal in a command line, a file or a log.
+API_KEY_ENV = "DSLOCAL_CLUSTER_API_KEY"
+KEY_TOKEN = "DSLOCALCLUSTERAPIKEY"  # stands for the variable in argv until a line is rendered
+
+
+def with_key(line: str, reference: str = f'"${API_KEY_ENV}"') -> str:
+    """A rendered line with the key's placeholder replaced by a shell reference to API_KEY_ENV."""
+    return line.replace(KEY_TOKEN, reference)
+
+
 @dataclass(frozen=True)
 class NodeLaunch:
     rank: int
@@ -54,7 +65,7 @@ class NodeLaunch:
 
     @property
     def line(self) -> str:
-        return shlex.join(self.argv)
+        return with_key(shlex.join(self.argv))
 
 
 class UncheckedFlag(RuntimeError):
@@ -81,7 +92,7 @@ def sglang_argv(d: Deployment, rank: str, head: str) -> list[str]:
     argv += ["--trust-remote-code", "--context-length", str(d.ctx), "--max-running-requests", str(d.concurrency),
              "--reasoning-parser", _parser(d)]
     if rank == "0":
-        argv += ["--host", "0.0.0.0", "--port", str(SGLANG_HTTP_PORT)]
+        argv += ["--host", "0.0.0.0", "--port", str(SGLANG_HTTP_PORT), "--api-key", KEY_TOKEN]
     return argv
 
 
@@ -107,7 +118,7 @@ def vllm_argv(d: Deployment, rank: str, head: str, start_rank: str) -> list[str]
     argv += ["--trust-remote-code", "--max-model-len", str(d.ctx), "--max-num-seqs", str(d.concurrency),
              "--reasoning-parser", _parser(d)]
     if rank == "0":
-        argv += ["--host", "0.0.0.0", "--port", str(VLLM_HTTP_PORT)]
+        argv += ["--host", "0.0.0.0", "--port", str(VLLM_HTTP_PORT), "--api-key", KEY_TOKEN]
     return argv
 
 
@@ -156,12 +167,12 @@ def docker_line(d: Deployment, launch: NodeLaunch) -> str:
                     "-v", "/etc/ascend_install.info:/etc/ascend_install.info", "-v", "/root/.cache:/root/.cache"]
         run = ["docker", "run", "--rm", "--name", f"vllm-ascend-node{launch.rank}", "--net=host", "--shm-size=1g",
                *devices, *env, IMAGES[d.engine], *launch.argv]
-        return shlex.join(run)
+        return with_key(shlex.join(run))
     devices = ["--device", "/dev/infiniband", "--ulimit", "memlock=-1"] if any(k == "NCCL_IB_HCA" for k, _ in launch.env) else []
     run = ["docker", "run", "--rm", "--name", f"{d.engine}-node{launch.rank}", "--gpus", "all", "--network", "host",
            "--ipc", "host", "--shm-size", "32g", *devices, "-v", "$HOME/.cache/huggingface:/root/.cache/huggingface",
            *env, IMAGES[d.engine]]
     # vllm/vllm-openai's entrypoint is 'vllm serve': the image takes the model and the flags
     argv = list(launch.argv[2:]) if d.engine == "vllm" else list(launch.argv)
-    return shlex.join(run + argv).replace("'$HOME/.cache/huggingface:/root/.cache/huggingface'",
-                                          '"$HOME/.cache/huggingface:/root/.cache/huggingface"')
+    return with_key(shlex.join(run + argv).replace("'$HOME/.cache/huggingface:/root/.cache/huggingface'",
+                                                   '"$HOME/.cache/huggingface:/root/.cache/huggingface"'))

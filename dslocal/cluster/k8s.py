@@ -10,7 +10,7 @@ import shlex
 
 import yaml
 
-from dslocal.cluster.commands import IMAGES, Network, environment, node_argv
+from dslocal.cluster.commands import API_KEY_ENV, IMAGES, Network, environment, node_argv, with_key
 from dslocal.cluster.plan import Deployment
 
 _HEAD, _RANK, _START = "LWSHEADADDRESS", "LWSWORKERINDEX", "LWSSTARTRANK"
@@ -20,7 +20,7 @@ GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu", "ascend": "hua
 def _shell(d: Deployment, leader: bool) -> str:
     local = d.layout.dp // d.spec.nodes
     argv = node_argv(d, "0" if leader else _RANK, _HEAD, "0" if leader else _START)
-    line = shlex.join(argv)
+    line = with_key(shlex.join(argv), f"${{{API_KEY_ENV}}}")
     return (line.replace(_HEAD, "${LWS_LEADER_ADDRESS}").replace(_RANK, "${LWS_WORKER_INDEX}")
             .replace(_START, f"$((LWS_WORKER_INDEX * {local}))"))
 
@@ -34,7 +34,8 @@ def _template(d: Deployment, leader: bool, net: Network, vendor: str) -> dict:
                  "command": ["sh", "-c", _shell(d, leader)], "env": env,
                  "resources": {"limits": dict(resource), "requests": dict(resource)},
                  "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}
-    if leader:
+    if leader:  # the key comes from a Secret: kubectl create secret generic deepseek-api-key --from-literal=api-key=...
+        env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": "deepseek-api-key", "key": "api-key"}}})
         port = 30000 if d.engine == "sglang" else 8000
         container["ports"] = [{"containerPort": port}]
         container["readinessProbe"] = {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 10}
