@@ -80,6 +80,8 @@ def test_the_cli_reports_and_never_prints_the_key(cli, dslocal_home):
     assert ok.returncode == 1 and doc["command"] == "cluster check" and doc["data"]["ok"] is False
     assert doc["data"]["nodes"][0]["healthy"] and doc["data"]["chat"]["ok"] and not doc["data"]["nodes"][1]["reachable"]
     assert human.returncode == 1 and "not deepseek-ai/DeepSeek-V3" in human.stdout and "cluster: NOT ok" in human.stdout
+    for failed in (ok, human):  # the report, then one error line; under --json the report is stdout's only document
+        assert failed.stderr.startswith("dslocal: error: the cluster check failed: "), failed.stderr
     assert f"Bearer {key}" in sent
     for out in (ok.stdout, ok.stderr, human.stdout, human.stderr):
         assert key not in out and "7f3a" not in out

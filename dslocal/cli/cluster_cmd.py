@@ -8,7 +8,7 @@ import click
 
 from dslocal.cli.context import AppContext
 from dslocal.cli.output import emit, json_option, key_values
-from dslocal.errors import DslocalError, ExitCode, NotFoundError, UsageError
+from dslocal.errors import DslocalError, NotFoundError, UsageError
 from dslocal.units import format_bytes
 
 ENGINE_NAMES = ("sglang", "vllm", "vllm-ascend", "mindie")
@@ -227,8 +227,11 @@ def check_cmd(app: AppContext, urls: tuple[str, ...], model: str | None, ctx: in
         click.echo("cluster: ok" if report.ok else "cluster: NOT ok")
 
     emit("cluster check", data, as_json=as_json, human=human)
-    if not report.ok:
-        click.get_current_context().exit(int(ExitCode.FAILURE))
+    if not report.ok:  # one error line after the report, as every failing command ends (exit 1)
+        problems = data["problems"]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DslocalError(f"the cluster check failed: {problems[0] if problems else 'see the report'}{more}",
+                           "see the report above: each problem names what differs from the plan")
 
 
 __all__ = ["cluster_group", "DslocalError"]

@@ -148,7 +148,7 @@ def _settings_report(app: AppContext, client: str, model: str | None, engine: st
         data["check"] = report.as_dict()
     emit(f"integrate {client}", data, as_json=as_json, human=lambda: _print_settings(result, report))
     if report is not None and not report.ok:
-        _failed(report, as_json)
+        _failed(report)
 
 
 def _model_dict(info) -> dict[str, object]:  # noqa: ANN001
@@ -249,22 +249,18 @@ def check_cmd(app: AppContext, model: str | None, engine: str | None, cloud: boo
     report = _check(app, endpoint, model, client, lan_wanted=lan_wanted, origin=origin, timeout=timeout)
     emit("integrate check", report.as_dict(), as_json=as_json, human=lambda: _print_report(report))
     if not report.ok:
-        _failed(report, as_json)
+        _failed(report)
 
 
-def _failed(report, as_json: bool) -> None:  # noqa: ANN001 - dslocal.integrate.check.CheckReport
-    """After the report: one error line naming the first failed probe and its fix, and exit 1. Under
-    ``--json`` the report on stdout is the answer (its "ok" is false), so no second JSON document follows."""
+def _failed(report) -> None:  # noqa: ANN001 - dslocal.integrate.check.CheckReport
+    """After the report: one error naming the first failed probe and its fix (exit 1). Under ``--json``
+    the report already on stdout (its "ok" is false) stays the only document there."""
     from dslocal.errors import DslocalError
 
     failed = [p for p in report.probes if p.state == "failed"]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    message = f"the check failed at '{failed[0].name}': {failed[0].cause or failed[0].detail}{more}"
-    hint = failed[0].fix or "see the report above"
-    if as_json:
-        click.echo(f"dslocal: error: {message}\nhint: {hint}", err=True)
-        click.get_current_context().exit(1)
-    raise DslocalError(message, hint)
+    raise DslocalError(f"the check failed at '{failed[0].name}': {failed[0].cause or failed[0].detail}{more}",
+                       failed[0].fix or "see the report above")
 
 
 # -- dslocal ollama expose ---------------------------------------------------------------------------------

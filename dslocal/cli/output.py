@@ -1,7 +1,9 @@
 """stdout is data: the versioned ``--json`` envelope and plain human output.
 
 Diagnostics, hints and progress go to stderr (see :func:`note`). Under ``--json`` an
-error is data too: the boundary prints ``{"version": 1, "command": ..., "error": {...}}``.
+error is data too: the boundary prints ``{"version": 1, "command": ..., "error": {...}}``,
+unless the command already printed its report (a check whose report says it failed): stdout
+is always one JSON document.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ JSON_VERSION = 1
 
 # The command path ("plan", "config show") of this invocation when it was given --json.
 _JSON_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("dslocal_json_command", default=None)
+# Whether this invocation has printed its JSON report already.
+_REPORTED: contextvars.ContextVar[bool] = contextvars.ContextVar("dslocal_json_reported", default=False)
 
 
 def _command_name(ctx: click.Context) -> str:
@@ -40,6 +44,7 @@ json_option = click.option(
 
 
 def start_invocation() -> contextvars.Token:
+    _REPORTED.set(False)
     return _JSON_COMMAND.set(None)
 
 
@@ -64,12 +69,15 @@ def emit(command: str, data: Any, *, as_json: bool, human: Callable[[], None]) -
     """Print ``data`` as the JSON envelope, or call ``human`` to print it for people."""
     if as_json:
         _write_json(envelope(command, data))
+        _REPORTED.set(True)
     else:
         human()
 
 
 def emit_error(command: str, message: str, hint: str | None, exit_code: int) -> None:
-    """The ``--json`` form of an error (stderr still gets the human lines)."""
+    """The ``--json`` form of an error (stderr still gets the human lines); nothing when the report is out."""
+    if _REPORTED.get():
+        return
     try:
         _write_json({
             "version": JSON_VERSION, "command": command,
