@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import math
 import statistics
 import sys
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,17 +97,10 @@ def _ram_speed(text: str | None) -> int | None:
     return next((int(d) for d in digits if int(d) >= 1000), None)
 
 
-def _bandwidth(point: dict, hw: dict, platform: tuple[int, int, int] | None) -> tuple[int | None, str]:
+def _bandwidth(hw: dict, platform: tuple[int, int, int] | None) -> tuple[int | None, str]:
     """Bytes/s one llama.cpp process gets from RAM: what the source measured, else the platform's peak."""
-    notes = point.get("notes") or ""
-    for marker in ("GB/s triad", "bandwidth about"):
-        if marker in notes:  # the author measured it
-            before = notes.split(marker)[0] if marker.startswith("GB") else notes.split(marker)[1]
-            numbers = [float(x) for x in "".join(c if c.isdigit() or c == "." else " " for c in before).split()
-                       if x.replace(".", "").isdigit()]
-            if numbers:
-                value = numbers[-1] if marker.startswith("GB") else numbers[0]
-                return int(value * 1e9), "measured by the source"
+    if hw.get("ram_bandwidth_measured_gb_s"):
+        return int(hw["ram_bandwidth_measured_gb_s"] * 1e9), "measured by the source"
     speed_mts = _ram_speed(hw.get("ram_type")) or (platform[2] if platform else None)
     channels = hw.get("ram_channels") or (platform[1] if platform else None)
     if not speed_mts or not channels:
@@ -145,7 +138,7 @@ def build_case(point: dict) -> Case:
     cores = hw.get("cpu_cores") or (platform[0] * (hw.get("sockets") or 1) if platform else None)
     if "--threads 12" in offload:
         cores = 12
-    bandwidth, source = _bandwidth(point, hw, platform)
+    bandwidth, source = _bandwidth(hw, platform)
     if (cores is None or bandwidth is None) and not all_gpu:
         return Case(point, variant, None, options, "the CPU and its memory are not stated, and the CPU does part of the work")
     ram = int((hw.get("ram_gb") or 64) * GIB)
@@ -166,24 +159,16 @@ def build_case(point: dict) -> Case:
     return Case(point, variant, profile, options)
 
 
-def predict(case: Case, cal: speed.Calibration | None = None) -> tuple[float, str]:
+def predict(case: Case, cal: speed.Calibration) -> tuple[float, str]:
+    """The planned decode speed and placement of ``case`` with the efficiencies ``cal``."""
     variant = load_catalog().get(case.variant_id)
     facts = from_variant(variant)
     size = case.point.get("size_gb")
     if size and abs(size * 1e9 - variant.size_bytes) > 0.03 * variant.size_bytes:
         facts = from_variant(dataclasses.replace(variant, size_bytes=int(size * 1e9)))
-    if cal is not None:
-        _CAL[0] = cal
-    result = plan(facts, case.profile, **case.options)
+    with mock.patch.object(speed, "calibration", lambda: cal):  # the planner reads its efficiencies there
+        result = plan(facts, case.profile, **case.options)
     return result.decode_tokens_per_s, result.placement
-
-
-_CAL: list[speed.Calibration | None] = [None]
-_packaged = speed.calibration
-
-
-def _calibration() -> speed.Calibration:
-    return _CAL[0] if _CAL[0] is not None else _packaged()
 
 
 def factor(pred: float, meas: float) -> float:
@@ -270,9 +255,6 @@ def main() -> int:
     parser.add_argument("--fit", action="store_true", help="fit the efficiencies and write calibration.toml")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    speed.calibration = _calibration  # every plan below reads the efficiencies through this
-    import dslocal.planner.fit as fit_module  # noqa: F401 - same module object: its speed.calibration is patched
-
     points = json.loads(POINTS.read_text(encoding="utf-8"))["points"]
     cases = [build_case(p) for p in points]
     modelled = [c for c in cases if not c.why_not]
@@ -281,7 +263,7 @@ def main() -> int:
     # started from efficiencies fitted with the left-out point would have seen it
     start = speed.Calibration()
     loo = leave_one_out(scored, start) if args.fit else None
-    cal = fit(scored, start) if args.fit else _packaged()
+    cal = fit(scored, start) if args.fit else speed.calibration()
     rows = []
     for case in cases:
         if case.why_not:
