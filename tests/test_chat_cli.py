@@ -117,6 +117,14 @@ def prompt(child) -> None:
     child.expect(">>>")
 
 
+def bye(child) -> None:
+    """/bye ends the REPL, and it exits 0."""
+    child.sendline("/bye")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
 def test_repl_streams_answers_and_obeys_commands(env):
     child = spawn(env, "r1")
     prompt(child)
@@ -145,10 +153,7 @@ def test_repl_streams_answers_and_obeys_commands(env):
     child.sendline("two")
     child.sendline('lines"""')
     child.expect("OK!")
-    child.sendline("/bye")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    bye(child)
     with store(env) as history:
         conversation = history.latest()
     assert [m.content for m in conversation.messages if m.role == "user"] == ["Why is the sky blue?", "two\nlines"]
@@ -176,10 +181,7 @@ def test_ctrl_c_stops_the_answer_not_the_program(env, server):
     prompt(child)
     child.sendline("/retry")
     child.expect("OK!")
-    child.sendline("/bye")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    bye(child)
     with store(env) as history:
         messages = history.latest().messages
     assert [(m.role, m.partial) for m in messages] == [("user", False), ("assistant", True), ("assistant", False)]
@@ -190,8 +192,7 @@ def test_resume_carries_on_the_same_conversation(env):
     prompt(child)
     child.sendline("First question")
     child.expect("OK!")
-    child.sendline("/bye")
-    child.expect(pexpect.EOF)
+    bye(child)
     with store(env) as history:
         first = history.latest()
     child = spawn(env, "--resume")
@@ -200,8 +201,7 @@ def test_resume_carries_on_the_same_conversation(env):
     prompt(child)
     child.sendline("Second question")
     child.expect("OK!")
-    child.sendline("/bye")
-    child.expect(pexpect.EOF)
+    bye(child)
     with store(env) as history:
         again = history.get(first.id)
         assert len(history.list()) == 1
@@ -211,8 +211,7 @@ def test_resume_carries_on_the_same_conversation(env):
 def test_chat_without_a_model_picks_the_last_one_used_or_asks(env):
     child = spawn(env, "r1")
     prompt(child)
-    child.sendline("/bye")
-    child.expect(pexpect.EOF)
+    bye(child)
     result = subprocess.run([sys.executable, "-m", "dslocal", "chat"], env=env, capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=60)
     assert result.returncode == 2 and "which model? Ollama has 2" in result.stderr, result.stderr
@@ -290,10 +289,7 @@ def test_think_in_the_chat_sets_the_deepseek_apis_thinking_object_and_effort(env
         child.expect("OK!")
         prompt(child)
         assert (api.last.body["reasoning_effort"], api.last.effort) == ("high", "high")
-        child.sendline("/bye")
-        child.expect(pexpect.EOF)
-        child.close()
-    assert child.exitstatus == 0
+        bye(child)
     assert DEFAULT_KEY not in shown.getvalue()
 
 

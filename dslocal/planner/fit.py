@@ -426,7 +426,7 @@ def _active_bytes(layout: _Layout, facts: ModelFacts) -> tuple[float, float, flo
 
 def _per_gpu(layout: _Layout, gpus: list[Gpu], total: float) -> list[tuple[Gpu, float]]:
     """Each card's share of the bytes read on the GPUs, as the layout spreads the model over them."""
-    placed = [(gpu, used) for gpu, used in zip((g for g, c in zip(gpus, layout.gpu_layer_counts) if c), layout.gpu_used)]
+    placed = list(zip([g for g, count in zip(gpus, layout.gpu_layer_counts) if count], layout.gpu_used))
     whole = sum(used for _, used in placed) or 1
     return [(gpu, total * used / whole) for gpu, used in placed]
 
